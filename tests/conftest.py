@@ -1,0 +1,37 @@
+"""Shared fixtures: a fresh plugin registry per test, deterministic seeds."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from voldefense.registry import Registry, reset_registry
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """A registry with the built-in plugins and no entry points; installed as the process-wide one."""
+    registry = Registry(load_entry_points=False)
+    monkeypatch.setattr("voldefense.registry._cached_registry", lambda strict: registry)
+    yield registry
+    reset_registry()

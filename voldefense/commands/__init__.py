@@ -1,0 +1,1 @@
+"""Subcommands of the `voldefense` command line, one module each."""

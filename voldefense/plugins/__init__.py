@@ -1,0 +1,1 @@
+"""Built-in plugins: each subpackage lists its plugin modules in MODULES."""

@@ -1,0 +1,3 @@
+"""Built-in backbones plugins; MODULES lists the plugin modules the registry registers, in order."""
+
+MODULES: tuple[str, ...] = ()
