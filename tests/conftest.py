@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from voldefense.registry import Registry, reset_registry
+from voldefense.registry import Registry
 
 
 def pytest_collection_modifyitems(config, items):
@@ -32,6 +32,7 @@ def _seed_everything():
 def fresh_registry(monkeypatch):
     """A registry with the built-in plugins and no entry points; installed as the process-wide one."""
     registry = Registry(load_entry_points=False)
+    # get_registry() looks _cached_registry up at call time, so every importer sees the fresh one; monkeypatch
+    # restores the cached factory afterwards.
     monkeypatch.setattr("voldefense.registry._cached_registry", lambda strict: registry)
     yield registry
-    reset_registry()

@@ -1,8 +1,8 @@
 """Plugin specs: the small frozen records that plugin hooks yield.
 
-A spec names a component and carries a *factory*; listing plugins never builds anything (no tensors, no models,
-no GPU). Specs validate their own fields on construction, so a plugin with a bad name fails where it is defined.
-This module imports no torch.
+A spec names a component and carries a *factory*; listing plugins never builds anything (no tensors, no
+models, no GPU). Specs validate their own fields on construction, so a plugin with a bad name fails where it
+is defined. This module imports no torch.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class PluginKind(str, enum.Enum):
 def _check_name(name: object, kind: PluginKind) -> None:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise PluginError(
-            f"invalid {kind} plugin name {name!r}: use 1-64 lowercase letters, digits or '_', starting with a letter"
+            f"invalid {kind} plugin name {name!r}: use 1-64 lowercase letters, digits or '_', "
+            "starting with a letter"
         )
 
 
@@ -42,8 +43,11 @@ def _check_callable(value: object, what: str, name: str) -> None:
         raise PluginError(f"{what} of plugin {name!r} is not callable (got {type(value).__name__})")
 
 
-def build_with_options(factory: Callable[..., Any], options: dict[str, Any], *, what: str, **fixed: Any) -> Any:
-    """Call `factory(**fixed, **options)`, naming any option the factory does not accept instead of dropping it."""
+def build_with_options(
+    factory: Callable[..., Any], options: dict[str, Any], *, what: str, **fixed: Any
+) -> Any:
+    """Call `factory(**fixed, **options)`; an option the factory does not accept is a `ConfigError` naming it
+    (never silently dropped)."""
     try:
         inspect.signature(factory).bind(**fixed, **options)
     except TypeError as err:
@@ -56,7 +60,8 @@ def build_with_options(factory: Callable[..., Any], options: dict[str, Any], *, 
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ConfigError(
-                f"{what} does not accept option(s) {', '.join(unknown)} (accepted: {', '.join(accepted) or 'none'})"
+                f"{what} does not accept option(s) {', '.join(unknown)} "
+                f"(accepted: {', '.join(accepted) or 'none'})"
             ) from None
         raise ConfigError(f"{what}: {err}") from None
     return factory(**fixed, **options)
@@ -85,10 +90,12 @@ class _Spec:
 class MetricSpec(_Spec):
     """An information metric.
 
-    `factory(**options)` returns a callable `metric(x, reference=None) -> scores` mapping samples `(M, C, h, w)`
-    in [0, 1] (and for distance metrics a reference broadcastable to that shape) to one score per sample `(M,)`.
+    `factory(**options)` returns a callable `metric(x, reference=None) -> scores` mapping samples
+    `(M, C, h, w)` in [0, 1] (and for distance metrics a reference broadcastable to that shape) to one score
+    per sample `(M,)`.
 
-    `distance`: True when the metric compares a sample with a reference; False for standalone metrics (entropy).
+    `distance`: True when the metric compares a sample with a reference; False for standalone metrics
+    (entropy).
     `larger_is_simpler`: True when a larger score means "simpler / more similar to the reference"; this gives
     the orders `simple_first` / `complex_first` a meaning for every metric.
     """
@@ -102,9 +109,10 @@ class MetricSpec(_Spec):
 class BackboneSpec(_Spec):
     """A backbone architecture and its 2D→3D converter.
 
-    `factory(num_classes, **options)` builds the undefended 2D model f (images `(B, C, H, W)` → logits `(B, K)`).
-    `converter(model_2d, **options)` turns such a model into its 3D counterpart g (volumes `(B, C, N, ph, pw)` →
-    per-patch logits `(B, N', K)`); None means the generic layer-by-layer converter.
+    `factory(num_classes, **options)` builds the undefended 2D model f (images `(B, C, H, W)` → logits
+    `(B, K)`). `converter(model_2d, **options)` turns such a model into its 3D counterpart g (volumes
+    `(B, C, N, ph, pw)` → per-patch logits `(B, N', K)`); None means the generic layer-by-layer converter
+    `voldefense.models.convert.convert_to_3d`.
     """
 
     converter: Callable[..., Any] | None = None
@@ -130,14 +138,17 @@ class LossSpec(_Spec):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.target not in ("image", "patch"):
-            raise PluginError(f"loss plugin {self.name!r}: target must be 'image' or 'patch', not {self.target!r}")
+            raise PluginError(
+                f"loss plugin {self.name!r}: target must be 'image' or 'patch', not {self.target!r}"
+            )
 
 
 @dataclass(frozen=True)
 class AttackSpec(_Spec):
     """An evasion attack. `factory(**options)` returns an object with
     `run(model, images, labels, size, *, seed) -> voldefense.attacks.AttackResult`, where `model` is any
-    `nn.Module` mapping images `(B, C, H, W)` in [0, 1] to image logits `(B, K)` (the whole defended pipeline, or f).
+    `nn.Module` mapping images `(B, C, H, W)` in [0, 1] to image logits `(B, K)` (the whole defended
+    pipeline, or f).
 
     `size_unit`: "pixels" (size = number of pixels changed) or "area" (size = fraction of the image area).
     `white_box`: True when the attack uses gradients of the model under attack.

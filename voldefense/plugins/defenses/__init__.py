@@ -1,3 +1,3 @@
 """Built-in defenses plugins; MODULES lists the plugin modules the registry registers, in order."""
 
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("median_filter", "derandomized_smoothing", "adversarial_training")

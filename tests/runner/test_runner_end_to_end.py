@@ -1,0 +1,98 @@
+"""The quickstart config at a tiny size, end to end: outputs, report, plots, overwrite protection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from voldefense.config import load_config
+from voldefense.errors import ConfigError
+from voldefense.runner import run
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+TINY = [
+    "data.options.train_size=64", "data.options.test_size=32", "data.val_size=16", "training.epochs=2",
+    "training.batch_size=32", "model.width=0.0625", "syllabus.pacing_epochs=1",
+    "attacks.0.images=8", "attacks.0.sizes=[1,4]", "attacks.1.images=8", "attacks.1.sizes=[1]",
+    "attacks.1.options.steps=2", "attacks.2.images=6", "attacks.2.sizes=[0.04]", "attacks.2.options.steps=2",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    config = load_config(QUICKSTART, TINY)
+    paths = run(config, out, device="cpu")
+    return config, paths
+
+
+def test_every_output_is_written(tiny_run):
+    _, paths = tiny_run
+    for name in ("config.yaml", "metrics.jsonl", "results.json", "report.md", "checkpoints/f.pt", "checkpoints/g.pt",
+                 "plots/robustness_pixels.png", "plots/robustness_area.png", "plots/training.png"):
+        assert (paths.root / name).is_file(), name
+
+
+def test_saved_config_is_the_resolved_config(tiny_run):
+    config, paths = tiny_run
+    assert load_config(paths.config) == config
+
+
+def test_metrics_have_a_row_per_model_and_epoch_with_figure_2_values(tiny_run):
+    _, paths = tiny_run
+    rows = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    assert [(r["model"], r["epoch"]) for r in rows] == [("f", 1), ("f", 2), ("g", 1), ("g", 2)]
+    for row in rows:
+        assert row["loss"] > 0 and 0 <= row["val_accuracy"] <= 1 and 0 <= row["train_accuracy"] <= 1
+        assert "val_defense_success_rate" in row
+    # f is the plain control (all 64 images each epoch); g's curriculum admits half the set in epoch 1
+    assert [r["train_images"] for r in rows] == [64, 64, 32, 64]
+
+
+def test_results_have_every_attack_size_and_model(tiny_run):
+    _, paths = tiny_run
+    results = json.loads(paths.results.read_text())
+    assert results["complete"] is True
+    keys = {(r["model"], r["attack"], r["size"]) for r in results["rows"]}
+    expected = {(m, "random_pixels", s) for m in "fg" for s in (1, 4)}
+    expected |= {(m, "sparse_pgd", 1) for m in "fg"} | {(m, "patch_pgd", 0.04) for m in "fg"}
+    assert keys == expected
+    for row in results["rows"]:
+        assert row["num_images"] == len(row["survived"]) == {"patch_pgd": 6}.get(row["attack"], 8)
+        assert row["robustness_delta"] == pytest.approx(row["attacked_accuracy"] - row["clean_accuracy"])
+    worst = {(c["model"], c["size"]): c for c in results["worst_case"]}
+    assert worst[("g", 1)]["attacks"] == ["random_pixels", "sparse_pgd"]
+    assert worst[("g", 1)]["robust_accuracy"] <= min(
+        r["attacked_accuracy"] for r in results["rows"] if r["model"] == "g" and r["size"] == 1
+    ) + 1e-9
+    assert results["models"]["g"]["curriculum"] is True and results["models"]["f"]["curriculum"] is False
+
+
+def test_report_is_shaped_like_table_2(tiny_run):
+    _, paths = tiny_run
+    text = paths.report.read_text()
+    for heading in ("## Models", "## Worst-case robust accuracy", "## Attack `random_pixels`", "## Attack `patch_pgd`"):
+        assert heading in text
+    table = text.split("## Attack `random_pixels`")[1].split("##")[0]
+    assert "1 px: acc %" in table and "4 px: DSR %" in table
+    assert "| **f** |" in table and "| **g** |" in table
+
+
+def test_an_earlier_run_is_not_overwritten(tiny_run):
+    config, paths = tiny_run
+    before = paths.results.read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run.*--overwrite"):
+        run(config, paths.root, device="cpu")
+    assert paths.results.read_bytes() == before
+
+
+def test_overwrite_replaces_only_the_run_outputs(tmp_path):
+    config = load_config(QUICKSTART, [*TINY, "training.epochs=1", "attacks=[]", "training.models=[f]"])
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    (tmp_path / "results.json").write_text("{}")
+    run(config, tmp_path, device="cpu", overwrite=True)
+    assert keep.read_text() == "mine"
+    assert json.loads((tmp_path / "results.json").read_text())["complete"] is True

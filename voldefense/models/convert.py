@@ -1,0 +1,478 @@
+"""The generic 2D→3D converter: turns an image classifier f into its volumetric counterpart g.
+
+`convert_to_3d` copies the model and replaces each standard 2D layer by its 3D twin *at the same module path*,
+so parameter names stay those of the 2D model (only the convolution weights gain a depth axis). Forward code
+is reused untouched; it must therefore be dimension-agnostic (modules only, no `F.max_pool2d` or
+`x.view(B, -1)`), which is how every built-in backbone is written.
+
+| 2D layer | 3D layer |
+| --- | --- |
+| `Conv2d(k, stride s, padding p)` | `Conv3d((dk, k, k), stride (1, s, s), padding (pd, p, p))`, groups kept |
+| `BatchNorm2d`, `InstanceNorm2d` | `BatchNorm3d`, `InstanceNorm3d` (state copied) |
+| `MaxPool2d`, `AvgPool2d` | 3D pools with depth window 1, or the spatial window when `pool_depth` (*) |
+| `AdaptiveAvg/MaxPool2d(o)` | `Adaptive...3d((None, o, o))`: the patch axis is kept |
+| `Dropout2d` | `Dropout3d` |
+| `Flatten()` | `PatchFlatten`: `(B, C, N, h, w) → (B, N, C·h·w)`, so the classifier becomes per-patch |
+| activations, `Linear`, `Dropout`, `Identity`, `GroupNorm`, ... | kept |
+
+(*) With `pool_depth`, a pool also shrinks the patch axis (same window and stride as along the height) while
+the depth is at least its window, except pools marked ``keeps_depth = True`` (branches in parallel with
+convolutions). Strided convolutions never stride along the patch axis.
+
+`depth_kernel` (dk) is the kernel extent along the patch axis: an odd integer (padding dk // 2 keeps the
+number of patches) or `"full"`, a kernel of extent 2N - 1 with padding N - 1, so every output patch sees all
+N input patches and the depth stays N. The 3D kernel starts as the 2D kernel in its centre depth slice and
+zeros
+elsewhere: at initialisation g computes f on each patch, and the cross-patch weights are learned.
+
+With `depth_kernel=1` and no depth pooling the 3D network *is* f applied to every patch; the converted model
+then computes it by folding the patch axis into the batch and running the 2D layers with the very same
+parameters (see `Converted3d`), which is much faster than Conv3d with a 1-deep kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from voldefense.errors import ConfigError
+from voldefense.models.layers import Normalize, PatchFlatten, SqueezeExcitation, StochasticDepth
+
+logger = logging.getLogger(__name__)
+
+DepthKernel = int | Literal["full"]
+
+KEEPS_DEPTH = "keeps_depth"
+"""Attribute name: a 2D pooling module with ``keeps_depth = True`` never pools the patch axis, even with
+``pool_depth=True`` (for pools in parallel with convolutions, such as Inception's reduction branches)."""
+
+# Parameter-free or per-channel layers whose forward works on any number of spatial axes.
+PASSTHROUGH: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Dropout,
+    nn.AlphaDropout,
+    nn.Linear,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.ZeroPad2d,
+    nn.ConstantPad2d,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad2d,
+    Normalize,
+    PatchFlatten,
+    StochasticDepth,
+)
+
+# Kept layers that act on each patch separately and identically in both layouts; with them (and convertible
+# layers) the folded 2D evaluation equals the Conv3d one. GroupNorm, InstanceNorm and unknown layers are not
+# here: in 3D their statistics span all patches, so folding would change what they compute.
+_FOLD_SAFE_KEPT: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Dropout,
+    nn.AlphaDropout,
+    nn.Linear,
+    nn.ZeroPad2d,
+    nn.ConstantPad2d,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad2d,
+    Normalize,
+    StochasticDepth,
+)
+
+# Containers whose own forward is known to be dimension-agnostic.
+_KNOWN_CONTAINERS: tuple[type[nn.Module], ...] = (
+    nn.Sequential,
+    nn.ModuleList,
+    nn.ModuleDict,
+    SqueezeExcitation,
+)
+
+# Layers with no sound 3D counterpart (or already 3D): converting them is an error naming the layer.
+_NO_3D: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm3d,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm3d,
+    nn.MaxPool1d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool3d,
+    nn.Dropout1d,
+    nn.Dropout3d,
+    nn.Upsample,
+    nn.PixelShuffle,
+    nn.PixelUnshuffle,
+    nn.Unflatten,
+    nn.Fold,
+    nn.Unfold,
+    nn.MaxUnpool2d,
+    nn.LayerNorm,
+    nn.Embedding,
+    nn.RNNBase,
+    nn.MultiheadAttention,
+    nn.Transformer,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Softmax2d,
+)
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def check_depth_kernel(depth_kernel: object, num_patches: object) -> tuple[int, int]:
+    """Validate `depth_kernel` / `num_patches`; return the depth kernel extent and its padding."""
+    if depth_kernel == "full":
+        if isinstance(num_patches, bool) or not isinstance(num_patches, int) or num_patches < 1:
+            raise ConfigError(
+                "depth_kernel 'full' spans all patches, so it needs num_patches (the volume depth N, e.g. "
+                f"Volumizer.num_patches(image_size)); got num_patches={num_patches!r}"
+            )
+        return 2 * num_patches - 1, num_patches - 1
+    if (
+        isinstance(depth_kernel, bool)
+        or not isinstance(depth_kernel, int)
+        or depth_kernel < 1
+        or depth_kernel % 2 == 0
+    ):
+        raise ConfigError(
+            f"depth_kernel must be a positive odd integer (1 keeps patches independent, 3 is the default) or "
+            f"'full', not {depth_kernel!r}"
+        )
+    return depth_kernel, depth_kernel // 2
+
+
+class DepthPool(nn.Module):
+    """A 3D pool that also shrinks the patch axis while the depth is at least the pool's window.
+
+    Below that (e.g. the 4 patches of a CIFAR image have been pooled to 1), it pools space only, so a deep
+    network with `pool_depth=True` still runs on volumes of few patches.
+    """
+
+    def __init__(self, full: nn.Module, spatial_only: nn.Module, depth_window: int):
+        super().__init__()
+        self.full = full
+        self.spatial_only = spatial_only
+        self.depth_window = depth_window
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.full(x) if x.shape[2] >= self.depth_window else self.spatial_only(x)
+
+
+class _Converter:
+    def __init__(self, depth_kernel: int, depth_padding: int, pool_depth: bool):
+        self.dk = depth_kernel
+        self.pd = depth_padding
+        self.pool_depth = pool_depth
+        self.foldable = depth_kernel == 1 and not pool_depth
+        self.conv_weights: list[str] = []
+        # Exact types only: a subclass may override forward, and silently dropping that would be wrong.
+        self.rules: dict[type[nn.Module], Callable[[nn.Module, str], nn.Module]] = {
+            nn.Conv2d: self.conv,
+            nn.BatchNorm2d: self.batchnorm,
+            nn.InstanceNorm2d: self.instancenorm,
+            nn.MaxPool2d: self.maxpool,
+            nn.AvgPool2d: self.avgpool,
+            nn.AdaptiveAvgPool2d: self.adaptive,
+            nn.AdaptiveMaxPool2d: self.adaptive,
+            nn.Dropout2d: self.dropout2d,
+            nn.Flatten: self.flatten,
+        }
+
+    # -- per-layer rules ------------------------------------------------------------------------------------
+
+    def conv(self, m: nn.Conv2d, path: str) -> nn.Module:
+        kh, kw = _pair(m.kernel_size)
+        if isinstance(m.padding, str):
+            padding: str | tuple[int, int, int] = m.padding if m.padding == "same" else (self.pd, 0, 0)
+        else:
+            padding = (self.pd, *_pair(m.padding))
+        new = nn.Conv3d(
+            m.in_channels,
+            m.out_channels,
+            (self.dk, kh, kw),
+            stride=(1, *_pair(m.stride)),
+            padding=padding,
+            dilation=(1, *_pair(m.dilation)),
+            groups=m.groups,
+            bias=m.bias is not None,
+            padding_mode=m.padding_mode,
+            device=m.weight.device,
+            dtype=m.weight.dtype,
+        )
+        with torch.no_grad():
+            # Centre-slice initialisation: g starts as f on every patch (see the module docstring).
+            new.weight.zero_()
+            new.weight[:, :, self.dk // 2].copy_(m.weight)
+            if m.bias is not None:
+                new.bias.copy_(m.bias)
+        self.conv_weights.append(f"{path}.weight" if path else "weight")
+        return new
+
+    def batchnorm(self, m: nn.BatchNorm2d, path: str) -> nn.Module:
+        new = nn.BatchNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        new.load_state_dict(m.state_dict())
+        return new.to(device=_device_of(m))
+
+    def instancenorm(self, m: nn.InstanceNorm2d, path: str) -> nn.Module:
+        self.foldable = False
+        new = nn.InstanceNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        new.load_state_dict(m.state_dict())
+        return new.to(device=_device_of(m))
+
+    def _pool(self, m: nn.Module, make: Callable[..., nn.Module], k, s, p, **kw) -> nn.Module:
+        kh, kw_ = _pair(k)
+        sh, sw = _pair(s if s is not None else k)
+        ph, pw = _pair(p)
+        spatial = make((1, kh, kw_), (1, sh, sw), (0, ph, pw), **kw)
+        # A pool marked `keeps_depth` runs beside depth-preserving convolutions (an Inception branch), whose
+        # outputs it is concatenated with: shrinking its depth alone would make the branches disagree.
+        if not self.pool_depth or getattr(m, KEEPS_DEPTH, False):
+            return spatial
+        return DepthPool(make((kh, kh, kw_), (sh, sh, sw), (ph, ph, pw), **kw), spatial, kh)
+
+    def maxpool(self, m: nn.MaxPool2d, path: str) -> nn.Module:
+        if m.return_indices:
+            raise ConfigError(
+                f"cannot convert layer {path!r} (MaxPool2d with return_indices) to 3D: unpooling "
+                "is not supported; use return_indices=False"
+            )
+        dh, dw = _pair(m.dilation)
+        return self._pool(
+            m,
+            lambda k, s, p, **kw: nn.MaxPool3d(k, s, p, dilation=(1 if k[0] == 1 else dh, dh, dw), **kw),
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            ceil_mode=m.ceil_mode,
+        )
+
+    def avgpool(self, m: nn.AvgPool2d, path: str) -> nn.Module:
+        return self._pool(
+            m,
+            nn.AvgPool3d,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            ceil_mode=m.ceil_mode,
+            count_include_pad=m.count_include_pad,
+            divisor_override=m.divisor_override,
+        )
+
+    def adaptive(self, m: nn.Module, path: str) -> nn.Module:
+        oh, ow = (m.output_size, m.output_size) if not isinstance(m.output_size, tuple) else m.output_size
+        cls = nn.AdaptiveAvgPool3d if isinstance(m, nn.AdaptiveAvgPool2d) else nn.AdaptiveMaxPool3d
+        if isinstance(m, nn.AdaptiveMaxPool2d) and m.return_indices:
+            raise ConfigError(f"cannot convert layer {path!r} (AdaptiveMaxPool2d with return_indices) to 3D")
+        # The patch axis is never pooled away here: the head needs one feature vector per patch.
+        return cls((None, oh, ow))
+
+    def dropout2d(self, m: nn.Dropout2d, path: str) -> nn.Module:
+        return nn.Dropout3d(m.p, m.inplace)
+
+    def flatten(self, m: nn.Flatten, path: str) -> nn.Module:
+        if m.start_dim != 1 or m.end_dim != -1:
+            raise ConfigError(
+                f"cannot convert layer {path!r} (Flatten(start_dim={m.start_dim}, end_dim={m.end_dim})) "
+                "to 3D: "
+                "only Flatten() over all feature axes has a per-patch counterpart"
+            )
+        return PatchFlatten()
+
+    # -- walk -----------------------------------------------------------------------------------------------
+
+    def convert(self, module: nn.Module, path: str) -> nn.Module:
+        rule = self.rules.get(type(module))
+        label = path or "<root>"
+        if rule is not None:
+            new = rule(module, path)
+            new.train(module.training)
+            return new
+        if isinstance(module, _NO_3D):
+            raise ConfigError(
+                f"cannot convert layer {label!r} ({type(module).__name__}) to 3D: it has no volumetric "
+                "counterpart; build the 2D model from Conv2d/BatchNorm2d/2D pooling/Flatten/Linear layers"
+            )
+        for base in self.rules:
+            if isinstance(module, base):
+                raise ConfigError(
+                    f"cannot convert layer {label!r} ({type(module).__name__}, a subclass of "
+                    f"{base.__name__}) to 3D: its own forward may differ from {base.__name__}; use plain "
+                    f"{base.__name__}"
+                )
+        if type(module) in PASSTHROUGH:
+            if type(module) not in _FOLD_SAFE_KEPT:
+                self.foldable = False
+            return module
+        children = list(module.named_children())
+        own = [name for name, p in module.named_parameters(recurse=False) if p is not None]
+        if own:
+            raise ConfigError(
+                f"cannot convert layer {label!r} ({type(module).__name__}): it holds its own parameters "
+                f"({', '.join(own)}) whose use in forward is unknown; build it from standard layers or give "
+                "the "
+                "backbone plugin its own converter"
+            )
+        if not children:
+            # A parameter-free custom leaf (an activation, say): assume it is elementwise, but never fold it
+            # into the 2D path, where its behaviour could differ.
+            logger.warning(
+                "converting %s: keeping parameter-free layer %r (%s) as it is; it must work on 5D volumes",
+                label,
+                path,
+                type(module).__name__,
+            )
+            self.foldable = False
+            return module
+        if (
+            not isinstance(module, _KNOWN_CONTAINERS)
+            and type(module).__module__.split(".")[0] != "voldefense"
+        ):
+            logger.debug(
+                "converting %s: reusing the forward of %s; it must be dimension-agnostic",
+                label,
+                type(module).__name__,
+            )
+        for name, child in children:
+            setattr(module, name, self.convert(child, f"{path}.{name}" if path else name))
+        return module
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for tensor in [*module.parameters(), *module.buffers()]:
+        return tensor.device
+    return torch.device("cpu")
+
+
+class Converted3d(nn.Module):
+    """A converted network: volumes `(B, C, N, h, w)` → per-patch logits `(B, N', K)`.
+
+    `net` holds the 3D layers and all parameters (its state dict is this module's, prefixed ``net.``). When
+    the
+    conversion is *foldable* (`depth_kernel=1`, no depth pooling, only layers that act on each patch alike),
+    `forward` folds the patch axis into the batch and runs a parameter-free 2D copy of the original model
+    (`template`, on the meta device) with `torch.func.functional_call`, feeding it the 3D parameters with
+    their
+    1-deep depth axis squeezed away and the very same buffers, so batch-norm running statistics update in
+    place.
+    Set `fold = False` to force the Conv3d path (the two agree within float tolerance).
+    """
+
+    def __init__(self, net: nn.Module, template: nn.Module | None, conv_weights: list[str], fold: bool):
+        super().__init__()
+        self.net = net
+        # Not a submodule: it owns no tensors of its own (meta device); its parameters are net's, squeezed.
+        self.__dict__["template"] = template
+        self._squeeze = frozenset(conv_weights)
+        self.fold = fold and template is not None
+
+    def train(self, mode: bool = True) -> Converted3d:
+        super().train(mode)
+        if self.template is not None:
+            self.template.train(mode)
+        return self
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        if volume.dim() != 5:
+            raise ValueError(
+                f"a 3D backbone expects volumes (B, C, N, h, w), got shape {tuple(volume.shape)}"
+            )
+        if not self.fold:
+            return self.net(volume)
+        b, c, n, h, w = volume.shape
+        folded = volume.transpose(1, 2).reshape(b * n, c, h, w)
+        tensors = {
+            name: (p.squeeze(2) if name in self._squeeze else p) for name, p in self.net.named_parameters()
+        }
+        tensors.update(self.net.named_buffers())
+        out = functional_call(self.template, tensors, (folded,))
+        return out.reshape(b, n, *out.shape[1:])
+
+
+def convert_to_3d(
+    model: nn.Module,
+    *,
+    depth_kernel: DepthKernel = 3,
+    pool_depth: bool = False,
+    num_patches: int | None = None,
+    fold: bool | Literal["auto"] = "auto",
+) -> Converted3d:
+    """Convert a 2D image classifier (images → logits `(B, K)`) into a 3D one (volumes → logits `(B, N', K)`).
+
+    The input model is not modified. `fold="auto"` uses the folded 2D evaluation whenever it is exact;
+    `fold=True` insists on it (a ConfigError says why it is impossible), `fold=False` never folds.
+    A layer that cannot be converted raises a `ConfigError` naming its dotted path and type.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"convert_to_3d needs an nn.Module, got {type(model).__name__}")
+    if not isinstance(pool_depth, bool):
+        raise ConfigError(f"pool_depth must be true or false, not {pool_depth!r}")
+    if fold not in (True, False, "auto"):
+        raise ConfigError(f"fold must be true, false or 'auto', not {fold!r}")
+    dk, pd = check_depth_kernel(depth_kernel, num_patches)
+    converter = _Converter(dk, pd, pool_depth)
+    net = converter.convert(copy.deepcopy(model), "")
+    if fold is True and not converter.foldable:
+        raise ConfigError(
+            "fold=True needs depth_kernel=1, pool_depth=false and only per-patch layers (no GroupNorm, "
+            "InstanceNorm or custom layers); use fold='auto'"
+        )
+    template = None
+    if converter.foldable and fold is not False:
+        template = copy.deepcopy(model).to("meta")
+        names_2d = {n for n, _ in template.named_parameters()} | {n for n, _ in template.named_buffers()}
+        names_3d = {n for n, _ in net.named_parameters()} | {n for n, _ in net.named_buffers()}
+        if (
+            names_2d != names_3d
+        ):  # a module path changed (custom container): fall back to the exact Conv3d path
+            logger.debug("not folding: 2D and 3D tensor names differ (%s)", sorted(names_2d ^ names_3d)[:3])
+            template = None
+    return Converted3d(net, template, converter.conv_weights, fold=template is not None)

@@ -1,0 +1,55 @@
+"""`build_model`: the one way to build a backbone, 2D (the undefended f) or 3D (the defended g's network).
+
+Example::
+
+    f = build_model("resnet50", dims=2, num_classes=10, width=0.25)  # (B, 3, 32, 32) -> (B, 10)
+    g = build_model("resnet50", dims=3, num_classes=10, width=0.25)  # (B, 3, 4, 16, 16) -> (B, 4, 10)
+
+Options are split: ``depth_kernel``, ``pool_depth``, ``num_patches`` and ``fold`` go to the backbone's 2D→3D
+converter (and are ignored for ``dims=2``, so one options mapping builds both f and g); every other option
+goes
+to the architecture's factory (``width``, ``stem``, ``in_channels``, ``mean``, ``std``, ...). An option
+neither
+accepts is a `ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from torch import nn
+
+from voldefense.errors import ConfigError
+from voldefense.registry import get_registry
+from voldefense.specs import build_with_options
+
+CONVERTER_OPTIONS = ("depth_kernel", "pool_depth", "num_patches", "fold")
+
+
+def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any) -> nn.Module:
+    """Build backbone `name` from the registry: f for ``dims=2``, its 3D counterpart for ``dims=3``.
+
+    A 2D model maps images `(B, C, H, W)` in [0, 1] to logits `(B, K)`; a 3D model maps volumes
+    `(B, C, N, h, w)` to per-patch logits `(B, N', K)` (N' = N unless ``pool_depth``).
+    """
+    if isinstance(dims, bool) or dims not in (2, 3):
+        raise ConfigError(
+            f"dims must be 2 (the undefended model f) or 3 (the volumetric model g), not {dims!r}"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, not {num_classes!r}")
+    spec = get_registry().get("backbone", name)
+    converter_options = {key: options.pop(key) for key in CONVERTER_OPTIONS if key in options}
+    model = build_with_options(spec.factory, options, what=f"backbone {name!r}", num_classes=num_classes)
+    if dims == 2:
+        return model
+    if spec.converter is None:
+        from voldefense.models.convert import convert_to_3d
+
+        converter = convert_to_3d
+    else:
+        converter = spec.converter
+    return build_with_options(
+        functools.partial(converter, model), converter_options, what=f"the 3D converter of backbone {name!r}"
+    )
