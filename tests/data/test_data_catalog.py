@@ -1,11 +1,19 @@
 import pytest
 
-from voldefense.data import DATASETS, REQUIRED, ArrayDataset, check_options, dataset_options, load_dataset
+from voldefense.data import (
+    DATASETS,
+    REQUIRED,
+    ArrayDataset,
+    check_options,
+    dataset_options,
+    list_datasets,
+    load_dataset,
+)
 from voldefense.errors import ConfigError, UnknownPluginError, VoldefenseError
 
 
 def test_catalog_lists_the_five_datasets_with_their_options():
-    assert set(DATASETS) == {"synthetic", "cifar10", "cifar100", "npz", "imagefolder"}
+    assert list_datasets() == ["cifar10", "cifar100", "imagefolder", "npz", "synthetic"] == sorted(DATASETS)
     assert dataset_options("synthetic") == {"train_size", "test_size", "seed", "image_size", "num_classes"}
     assert dataset_options("cifar10") == {"root", "download"}
     assert dataset_options("cifar100") == {"root", "download", "labels"}

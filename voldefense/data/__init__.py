@@ -16,6 +16,7 @@ from voldefense.data.catalog import (
     check_options,
     dataset_info,
     dataset_options,
+    list_datasets,
     load_dataset,
 )
 from voldefense.data.imagefolder import ImageFolderDataset
@@ -30,5 +31,6 @@ __all__ = [
     "check_options",
     "dataset_info",
     "dataset_options",
+    "list_datasets",
     "load_dataset",
 ]

@@ -72,6 +72,11 @@ def dataset_info(name: str) -> DatasetInfo:
     return info
 
 
+def list_datasets() -> list[str]:
+    """The dataset names `load_dataset` accepts, sorted."""
+    return sorted(DATASETS)
+
+
 def dataset_options(name: str) -> set[str]:
     """The option names dataset `name` accepts (besides `split`)."""
     return set(dataset_info(name).options)

@@ -1,0 +1,590 @@
+"""Adaptive patch attacks on the volumizer's ranking itself (the `patch_rank` plugin).
+
+The volumizer cuts an image into a grid of patches, ranks them by an information metric and stacks them into a
+volume; the 3D backbone then mixes neighbouring depth slices. An adaptive attacker who knows this targets the
+mechanism first, in two ways implemented here:
+
+- **placement** (`"straddle"`): put the adversarial square across patch borders (centred on a grid line or
+  corner) so that it touches as many volume patches as its side allows, instead of living inside one slice;
+- **rank steering** (`"rank_penalty"`): while optimising the square's pixels for misclassification, also push
+  the metric score of the patch that contains it toward a chosen rank, so the attacker decides *where in the
+  volume* its pixels land (first slice, last slice, ...).
+
+The ranking is computed on detached, quantised scores (histogram metrics such as MI are piecewise constant in
+the pixels), so it has no useful gradient. Steering therefore uses a differentiable *surrogate* of the metric
+(BPDA in the sense of Athalye et al. 2018: exact metric for the forward decision, smooth approximation for the
+backward pass): the metric itself when it is already differentiable (mse, psnr, max_norm, ...), else a soft
+histogram version of the built-in histogram metrics (entropy, mi, joint_entropy, kl) with triangular (linear)
+binning. The achieved rank is always measured with the volumizer's exact ranking.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from voldefense.attacks.base import AttackResult, preserve_mode
+from voldefense.attacks.regions import box_mask, check_inputs, generator_for, patch_sides, random_locations
+from voldefense.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Strategy = Literal["straddle", "rank_penalty", "search"]
+STRATEGIES: tuple[str, ...] = ("straddle", "rank_penalty", "search")
+RankTarget = Literal["first", "last"] | int
+
+# Built-in histogram metrics whose hard-binned score has a soft-binned, differentiable counterpart here.
+SOFT_HISTOGRAM_METRICS: tuple[str, ...] = ("entropy", "mi", "joint_entropy", "kl")
+_LN2 = math.log(2.0)
+
+
+# -- finding the mechanism ---------------------------------------------------------------------------------
+
+
+def find_volumizer(model: nn.Module) -> Any | None:
+    """The first `voldefense.volumizer.Volumizer` among `model`'s submodules (a `DefendedClassifier` keeps
+    it as `.volumizer`; wrappers such as query counters or defenses in front are searched through), or None."""
+    from voldefense.volumizer import Volumizer
+
+    direct = getattr(model, "volumizer", None)
+    if isinstance(direct, Volumizer):
+        return direct
+    for module in model.modules():
+        if isinstance(module, Volumizer):
+            return module
+    return None
+
+
+# -- differentiable surrogate of the ranking metric ---------------------------------------------------------
+
+
+def _soft_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
+    """Triangular (linear-interpolation) bin weights `(M, n, bins)` of values `(M, n)` in [0, 1]; each value's
+    weights sum to 1 and put all mass in its hard bin when it sits on that bin's centre."""
+    pos = (values.clamp(0, 1) * bins - 0.5).clamp(0, bins - 1)
+    centres = torch.arange(bins, device=values.device, dtype=values.dtype)
+    return (1 - (pos.unsqueeze(-1) - centres).abs()).clamp(min=0)
+
+
+def _entropy_bits(p: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return -(p * p.clamp(min=1e-12).log()).sum(dims) / _LN2
+
+
+def soft_histogram_score(
+    name: str, x: torch.Tensor, reference: torch.Tensor | None, *, bins: int = 32, smoothing: float = 0.5
+) -> torch.Tensor:
+    """Differentiable version `(M,)` of the built-in histogram metric `name` on samples `x` `(M, ...)` (channels
+    pooled, as in `voldefense.plugins.metrics._histogram`) against `reference` (broadcastable to `x`)."""
+    flat = x.flatten(1)
+    n = flat.shape[1]
+    wx = _soft_bins(flat, bins)
+    px = wx.mean(1)
+    if name == "entropy":
+        return _entropy_bits(px, (1,))
+    if reference is None:
+        raise ConfigError(f"metric {name!r} is a distance metric: the surrogate needs a reference")
+    ref = torch.broadcast_to(reference, x.shape).flatten(1).to(flat.dtype)
+    wr = _soft_bins(ref, bins)
+    if name == "kl":
+        # Same additive smoothing as the exact metric, so both are finite and comparable.
+        p = (wx.sum(1) + smoothing) / (n + bins * smoothing)
+        q = (wr.sum(1) + smoothing) / (n + bins * smoothing)
+        return (p * (p.log() - q.log())).sum(1) / _LN2
+    joint = torch.einsum("mni,mnj->mij", wx, wr) / n
+    h_joint = _entropy_bits(joint, (1, 2))
+    if name == "joint_entropy":
+        return h_joint
+    if name == "mi":
+        return _entropy_bits(px, (1,)) + _entropy_bits(wr.mean(1), (1,)) - h_joint
+    raise ConfigError(f"no soft surrogate for metric {name!r}; known: {', '.join(SOFT_HISTOGRAM_METRICS)}")
+
+
+class MetricSurrogate:
+    """Differentiable scores `(B, N)` of a volumizer's patches under its ranking metric (see module doc).
+
+    `available` is False when the volumizer does not rank by a metric (identity / random ranking: there is
+    nothing to steer) or the metric is neither differentiable nor one of `SOFT_HISTOGRAM_METRICS`; `reason`
+    then says why.
+    """
+
+    def __init__(self, volumizer: Any) -> None:
+        self.volumizer = volumizer
+        self.available = False
+        self.kind = "none"
+        self.reason = ""
+        if volumizer is None:
+            self.reason = "no Volumizer found inside the model"
+            return
+        if volumizer.ranking != "metric":
+            self.reason = f"the volumizer's ranking is {volumizer.ranking!r}, not metric-driven"
+            return
+        from voldefense.ranking import is_descending
+
+        self.spec = volumizer.metric_spec
+        self.metric_fn = self.spec.build(**volumizer.metric_options)
+        self.descending = is_descending(volumizer.order, self.spec)
+        probe = torch.rand(2, 3, 4, 4, requires_grad=True)
+        with torch.enable_grad():
+            try:
+                out = self.metric_fn(probe, probe.detach()[:1])
+            except Exception:  # noqa: BLE001 - a metric that cannot score the probe is simply not used directly
+                out = None
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            self.available, self.kind = True, "exact"
+        elif self.spec.name in SOFT_HISTOGRAM_METRICS:
+            self.available, self.kind = True, "soft_histogram"
+        else:
+            self.reason = f"metric {self.spec.name!r} is not differentiable and has no soft surrogate"
+
+    def reference(self, patches: torch.Tensor) -> torch.Tensor | None:
+        """Each image's reference patch `(B, 1, C, ph, pw)` (detached), as the exact ranking picks it."""
+        if not self.spec.distance:
+            return None
+        from voldefense.ranking import lowest_entropy_index
+
+        b = patches.shape[0]
+        ref = self.volumizer.reference
+        if isinstance(ref, torch.Tensor):
+            ref = ref.detach().to(patches.device, patches.dtype)
+            return ref.reshape(-1, 1, *patches.shape[2:]).expand(b, 1, *patches.shape[2:])
+        if ref == "auto":
+            index = lowest_entropy_index(patches.detach(), self.volumizer.metric_options)
+        else:
+            index = torch.full((b,), int(ref), dtype=torch.long)
+        return patches.detach()[torch.arange(b, device=patches.device), index.to(patches.device)].unsqueeze(1)
+
+    def scores(self, patches: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        """Surrogate scores `(B, M)` of `patches` `(B, M, C, ph, pw)` (differentiable)."""
+        b, m = patches.shape[:2]
+        flat = patches.reshape(b * m, *patches.shape[2:])
+        ref = None if reference is None else reference.expand(b, m, *patches.shape[2:]).reshape(flat.shape)
+        if self.kind == "exact":
+            out = self.metric_fn(flat, ref)
+        else:
+            options = self.volumizer.metric_options
+            out = soft_histogram_score(
+                self.spec.name,
+                flat,
+                ref,
+                bins=int(options.get("bins", 32)),
+                smoothing=float(options.get("smoothing", 0.5)),
+            )
+        return out.reshape(b, m)
+
+    def keys(self, patches: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        """Sort keys: ascending keys = ascending ranks (scores negated when the order is descending)."""
+        s = self.scores(patches, reference)
+        return -s if self.descending else s
+
+
+def exact_ranks(volumizer: Any, images: torch.Tensor) -> torch.Tensor:
+    """`(B, N)` depth position of every source patch under the volumizer's exact ranking."""
+    with torch.no_grad():
+        perm, _ = volumizer.rank(volumizer.patches(images.detach()))
+    return perm.argsort(dim=1).cpu()
+
+
+def rank_penalty(keys: torch.Tensor, main: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hinge penalty `(B,)`, zero when patch `main[b]`'s key would sort at depth `target[b]` among the others.
+
+    `keys` `(B, N)`: only the main patch's key carries gradient that matters (the others are detached: the
+    attacker's pixels live in the main patch). The main key must lie above the `target`-th smallest other key
+    and below the next one, each with a `margin` (a share of the key spread) so that the exact ranking, not only
+    the surrogate, moves.
+    """
+    b, n = keys.shape
+    rows = torch.arange(b, device=keys.device)
+    k_main = keys[rows, main]
+    others = keys.detach().clone()
+    others[rows, main] = float("inf")
+    ordered = others.sort(dim=1).values[:, : n - 1]  # the N-1 other keys, ascending
+    spread = (ordered.amax(1) - ordered.amin(1)).clamp(min=1e-6)
+    m = margin * spread
+    lo_idx = (target - 1).clamp(min=0)
+    hi_idx = target.clamp(max=n - 2)
+    lower = torch.where(target > 0, ordered[rows, lo_idx], torch.full_like(k_main, -float("inf")))
+    upper = torch.where(target < n - 1, ordered[rows, hi_idx], torch.full_like(k_main, float("inf")))
+    below = F.relu(lower + m - k_main).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    above = F.relu(k_main - upper + m).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    return (below + above) / spread
+
+
+# -- placements --------------------------------------------------------------------------------------------
+
+
+def touched_span(start: int, side: int, patch: int) -> int:
+    """Grid cells along one axis that the interval [start, start + side) overlaps."""
+    return (start + side - 1) // patch - start // patch + 1
+
+
+def straddle_starts(length: int, side: int, patch: int) -> list[int]:
+    """Start positions along one axis that touch the most grid cells, and among those the ones whose centre is
+    nearest an interior grid line (so the square is split as evenly as possible across the border)."""
+    starts = list(range(0, length - side + 1))
+    best = max(touched_span(t, side, patch) for t in starts)
+    starts = [t for t in starts if touched_span(t, side, patch) == best]
+    lines = [k * patch for k in range(1, -(-length // patch))]
+    if not lines:
+        return starts
+
+    def distance(t: int) -> float:
+        return min(abs(t + side / 2 - line) for line in lines)
+
+    nearest = min(distance(t) for t in starts)
+    return [t for t in starts if distance(t) == nearest]
+
+
+def aligned_starts(length: int, side: int, patch: int) -> list[int]:
+    """Start positions along one axis that keep the interval inside one grid cell (or, when it is longer than
+    a cell, start it on a grid line so it covers whole cells)."""
+    if side <= patch:
+        return [t for t in range(0, length - side + 1) if touched_span(t, side, patch) == 1]
+    on_lines = [t for t in range(0, length - side + 1, patch)]
+    return on_lines or [length - side]
+
+
+def _pick(options: Sequence[int], generator: torch.Generator) -> int:
+    return int(options[int(torch.randint(0, len(options), (1,), generator=generator))])
+
+
+def main_patch(location: Sequence[int], sides: tuple[int, int], patch: tuple[int, int], cols: int) -> int:
+    """Row-major index of the grid cell with the largest overlap with the box (first one on ties)."""
+    (r, c), (sh, sw), (ph, pw) = location, sides, patch
+    best, index = -1, 0
+    for i in range(r // ph, (r + sh - 1) // ph + 1):
+        for j in range(c // pw, (c + sw - 1) // pw + 1):
+            overlap = (min(r + sh, (i + 1) * ph) - max(r, i * ph)) * (min(c + sw, (j + 1) * pw) - max(c, j * pw))
+            if overlap > best:
+                best, index = overlap, i * cols + j
+    return index
+
+
+# -- the attack ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    placement: str  # "straddle" | "aligned" | "random"
+    target: int | str | None  # rank target (None: no steering)
+
+
+def _resolve_target(target: int | str, n: int) -> int:
+    if target == "first":
+        return 0
+    if target == "last":
+        return n - 1
+    t = int(target)
+    if not -n <= t < n:
+        raise ConfigError(f"rank_target {target} is out of range for a volume of {n} patches (use -{n}..{n - 1})")
+    return t % n
+
+
+def _check_target(target: object) -> int | str:
+    if target in ("first", "last"):
+        return str(target)
+    if isinstance(target, int) and not isinstance(target, bool):
+        return target
+    raise ConfigError(f"rank_target must be 'first', 'last' or a depth index (int), got {target!r}")
+
+
+class RankSteeringPatch:
+    """Adaptive white-box patch attack that also attacks the volumizer's ranking; size = area fraction.
+
+    Strategies:
+
+    - ``"straddle"``: the square straddles patch borders (centred on a grid line / corner, touching the most
+      volume patches its side allows), then PGD through the whole pipeline.
+    - ``"rank_penalty"``: the square sits inside one grid patch; PGD ascends the classification loss and, while
+      the patch's rank differs from `rank_target`, also descends a hinge penalty on the patch's (surrogate) metric
+      score that pushes it to that depth. Falls back to ``"straddle"`` when the model has no metric-ranking
+      volumizer or its metric has no differentiable surrogate (`extra["fallback"]` says why).
+    - ``"search"``: per image, `search_steps` PGD steps from each of: a straddling square, an aligned square
+      without steering, and the aligned square steered to each of `targets`; the candidate with the highest loss
+      (or the first success) continues for `steps` steps.
+
+    The step direction is the sign of ``g_ce / max|g_ce| + rank_weight * g_pen / max|g_pen|`` (the penalty term
+    only while the rank is off target), restricted to the square, clipped to [0, 1]; pixels outside the square
+    never change. Stops per image at the first misclassification (success of the target class when
+    targeted). One query per image per forward pass of the model (the surrogate needs no model query).
+    """
+
+    def __init__(
+        self,
+        *,
+        strategy: Strategy = "search",
+        steps: int = 40,
+        step_size: float = 0.1,
+        rank_target: RankTarget = "first",
+        rank_weight: float = 1.0,
+        margin: float = 0.05,
+        targets: Sequence[RankTarget] = ("first", "last"),
+        search_steps: int = 5,
+        init: Literal["random", "clean"] = "random",
+        targeted: bool = False,
+        target_class: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if isinstance(steps, bool) or int(steps) < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}")
+        if not float(step_size) > 0:
+            raise ConfigError(f"step_size must be positive, got {step_size}")
+        if not float(rank_weight) >= 0 or not float(margin) >= 0:
+            raise ConfigError("rank_weight and margin must be >= 0")
+        if int(search_steps) < 1 or int(batch_size) < 1:
+            raise ConfigError("search_steps and batch_size must be at least 1")
+        if init not in ("random", "clean"):
+            raise ConfigError(f"init must be 'random' or 'clean', not {init!r}")
+        if isinstance(targets, str) or not targets:
+            raise ConfigError(f"targets must be a non-empty list of rank targets, got {targets!r}")
+        if targeted and target_class is None:
+            raise ConfigError("a targeted attack needs target_class (a class index)")
+        if target_class is not None and int(target_class) < 0:
+            raise ConfigError(f"target_class must be a class index >= 0, got {target_class}")
+        self.strategy = strategy
+        self.steps = int(steps)
+        self.step_size = float(step_size)
+        self.rank_target = _check_target(rank_target)
+        self.rank_weight = float(rank_weight)
+        self.margin = float(margin)
+        self.targets = tuple(_check_target(t) for t in targets)
+        self.search_steps = int(search_steps)
+        self.init = init
+        self.targeted = bool(targeted)
+        self.target_class = None if target_class is None else int(target_class)
+        self.batch_size = int(batch_size)
+
+    # -- objective ------------------------------------------------------------------------------------------
+
+    def _goal(self, labels: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(labels, int(self.target_class)) if self.targeted else labels
+
+    def _objective(self, logits: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, goal, reduction="none")
+        return -ce if self.targeted else ce
+
+    def _success(self, logits: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        pred = logits.argmax(1)
+        return pred == goal if self.targeted else pred != goal
+
+    # -- planning -------------------------------------------------------------------------------------------
+
+    def _plans(self, steerable: bool) -> list[_Plan]:
+        if self.strategy == "straddle" or (not steerable and self.strategy == "rank_penalty"):
+            return [_Plan("straddle", None)]
+        if self.strategy == "rank_penalty":
+            return [_Plan("aligned", self.rank_target)]
+        plans = [_Plan("straddle", None), _Plan("aligned", None)]
+        if steerable:
+            plans += [_Plan("aligned", t) for t in self.targets]
+        return plans
+
+    def _locations(
+        self, placement: str, n: int, sides: tuple[int, int], size: tuple[int, int], patch: tuple[int, int] | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        (sh, sw), (h, w) = sides, size
+        if patch is None or placement == "random":
+            return random_locations(n, sh, sw, h, w, generator)
+        chooser = straddle_starts if placement == "straddle" else aligned_starts
+        rows, cols = chooser(h, sh, patch[0]), chooser(w, sw, patch[1])
+        return torch.tensor([[_pick(rows, generator), _pick(cols, generator)] for _ in range(n)], dtype=torch.long)
+
+    # -- PGD ------------------------------------------------------------------------------------------------
+
+    def _pgd(self, model, images, goal, mask, x0, targets, mains, steps, surrogate):
+        """Signed-gradient ascent inside `mask` from iterate `x0`, with the rank penalty for images whose
+        `targets` >= 0. Returns (adversarial, success, final objective, queries, last iterate)."""
+        n = images.shape[0]
+        x = x0.clone()
+        best = x.clone()
+        done = torch.zeros(n, dtype=torch.bool)
+        objective = torch.full((n,), -float("inf"))
+        queries = torch.zeros(n, dtype=torch.long)
+        for step in range(steps + 1):
+            active = (~done).nonzero().flatten()
+            if active.numel() == 0:
+                break
+            idx = active.to(x.device)
+            xa, ga = x[idx], goal[idx]
+            queries[active] += 1
+            if step == steps:
+                with torch.no_grad():
+                    logits = model(xa)
+                grad = None
+            else:
+                xg = xa.detach().requires_grad_(True)
+                logits = model(xg)
+                # autograd.grad, not backward(): no parameter .grad accumulates on the caller's model.
+                (grad,) = torch.autograd.grad(self._objective(logits, ga).sum(), xg)
+                logits = logits.detach()
+            with torch.no_grad():
+                objective[active] = self._objective(logits, ga).float().cpu()
+                won = self._success(logits, ga).cpu()
+                best[idx] = xa
+                done[active[won]] = True
+            if grad is None:
+                break
+            m = mask[idx]
+            direction = grad * m / (grad * m).abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            steer = targets[active] >= 0
+            if surrogate is not None and self.rank_weight > 0 and bool(steer.any()):
+                direction = direction + self.rank_weight * self._penalty_direction(
+                    xa, targets[active], mains[active], steer, m, surrogate
+                )
+            with torch.no_grad():
+                keep = (~won).to(x.device)
+                stepped = (xa + self.step_size * direction.sign() * m).clamp(0, 1)
+                x[idx[keep]] = (images[idx] * (1 - m) + stepped * m)[keep]
+        return best, done, objective, queries, x
+
+    def _penalty_direction(self, xa, targets, mains, steer, m, surrogate):
+        """Descent direction of the rank penalty (normalised per image), zero where the rank is on target."""
+        vol = surrogate.volumizer
+        sel = steer.nonzero().flatten()
+        xs = xa[sel.to(xa.device)].detach()
+        with torch.enable_grad():
+            xg = xs.clone().requires_grad_(True)
+            patches = vol.patches(xg)
+            reference = surrogate.reference(patches)
+            b, n_patches = patches.shape[:2]
+            rows = torch.arange(b, device=xs.device)
+            main = mains[sel].to(xs.device)
+            with torch.no_grad():
+                keys = surrogate.keys(patches.detach(), reference)
+            # Only the main patch's key is differentiated: the other patches do not contain attacker pixels.
+            keys = keys.clone()
+            keys[rows, main] = surrogate.keys(patches[rows, main].unsqueeze(1), reference).squeeze(1)
+            exact = exact_ranks(vol, xs)[torch.arange(b), main.cpu()]
+            off = exact != targets[sel]
+            penalty = rank_penalty(keys, main, targets[sel].to(xs.device), self.margin)
+            penalty = penalty * off.to(penalty.device, penalty.dtype)
+            (grad,) = torch.autograd.grad(penalty.sum(), xg)
+        out = torch.zeros_like(xa)
+        g = -grad * m[sel.to(xa.device)]
+        out[sel.to(xa.device)] = g / g.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        return out
+
+    # -- one batch ------------------------------------------------------------------------------------------
+
+    def _attack_batch(self, model, images, labels, size, generator, volumizer, surrogate):
+        n, c, h, w = images.shape
+        sides = patch_sides(size, h, w)
+        goal = self._goal(labels)
+        patch = tuple(volumizer.patch_size) if volumizer is not None else None
+        grid_cols = volumizer.grid((h, w))[1] if volumizer is not None else 1
+        n_patches = volumizer.num_patches((h, w)) if volumizer is not None else 1
+        steerable = surrogate is not None and surrogate.available
+        plans = self._plans(steerable)
+        if patch is None:
+            plans = [_Plan("random", None)]
+        # Aligned plans share one location per image, so they differ only in the rank they steer to.
+        cache: dict[str, torch.Tensor] = {}
+        locations = []
+        for plan in plans:
+            if plan.placement not in cache:
+                cache[plan.placement] = self._locations(plan.placement, n, sides, (h, w), patch, generator)
+            locations.append(cache[plan.placement])
+        noise = torch.rand((len(plans), n, c, h, w), generator=generator).to(images.device, images.dtype)
+        starts = noise if self.init == "random" else images.unsqueeze(0).expand_as(noise)
+        masks = [box_mask(loc, *sides, h, w).to(images.device, images.dtype) for loc in locations]
+        mains = [
+            torch.tensor([main_patch(loc, sides, patch, grid_cols) for loc in locs.tolist()], dtype=torch.long)
+            if patch is not None
+            else torch.zeros(n, dtype=torch.long)
+            for locs in locations
+        ]
+        target_ranks = [
+            torch.full((n,), -1 if plan.target is None else _resolve_target(plan.target, n_patches))
+            for plan in plans
+        ]
+        queries = torch.zeros(n, dtype=torch.long)
+        active_surrogate = surrogate if steerable else None
+        iterates = [images * (1 - mk) + st * mk for mk, st in zip(masks, starts, strict=True)]
+        chosen = torch.zeros(n, dtype=torch.long)
+        if len(plans) > 1:
+            scores = torch.empty(len(plans), n)
+            for k in range(len(plans)):
+                adv, won, objective, q, last = self._pgd(
+                    model, images, goal, masks[k], iterates[k], target_ranks[k], mains[k], self.search_steps,
+                    active_surrogate,
+                )
+                queries += q
+                # A success is kept as is (its first successful iterate); otherwise continue from the last one.
+                iterates[k] = torch.where(won.view(-1, 1, 1, 1).to(images.device), adv, last)
+                scores[k] = torch.where(won, torch.full_like(objective, float("inf")), objective)
+            chosen = scores.argmax(0)
+        pick = (chosen, torch.arange(n))
+        stack = torch.stack(iterates)[pick[0].to(images.device), pick[1].to(images.device)]
+        mask = torch.stack(masks)[pick[0].to(images.device), pick[1].to(images.device)]
+        target = torch.stack(target_ranks)[pick]
+        main = torch.stack(mains)[pick]
+        location = torch.stack(locations)[pick]
+        adversarial, _, _, q, _ = self._pgd(
+            model, images, goal, mask, stack, target, main, self.steps, active_surrogate
+        )
+        queries += q
+        extra: dict[str, list] = {
+            "placement": [plans[int(k)].placement for k in chosen],
+            "rank_target": [None if int(t) < 0 else int(t) for t in target],
+            "locations": location.tolist(),
+            "patch_size": [list(sides)] * n,
+        }
+        if volumizer is not None:
+            rows_touched = [touched_span(int(r), sides[0], patch[0]) for r in location[:, 0]]
+            cols_touched = [touched_span(int(c_), sides[1], patch[1]) for c_ in location[:, 1]]
+            before = exact_ranks(volumizer, images)[torch.arange(n), main]
+            after = exact_ranks(volumizer, adversarial)[torch.arange(n), main]
+            extra["main_patch"] = main.tolist()
+            extra["patches_touched"] = [a * b for a, b in zip(rows_touched, cols_touched, strict=True)]
+            extra["clean_rank"] = before.tolist()
+            extra["achieved_rank"] = after.tolist()
+        iterations = self.steps + (self.search_steps if len(plans) > 1 else 0)
+        return adversarial, queries, iterations, extra
+
+    def run(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, size: float, *, seed: int = 0
+    ) -> AttackResult:
+        check_inputs(images, labels)
+        start = time.perf_counter()
+        if self.targeted:
+            with torch.no_grad(), preserve_mode(model):
+                k = model(images[:1]).shape[-1]
+            if int(self.target_class) >= k:
+                raise ConfigError(f"target_class {self.target_class} is not a class of this {k}-class model")
+        volumizer = find_volumizer(model)
+        surrogate = MetricSurrogate(volumizer) if self.strategy != "straddle" else None
+        extra: dict[str, Any] = {"strategy": self.strategy}
+        if volumizer is None:
+            extra["fallback"] = "no Volumizer inside the model: random square locations, no steering"
+            logger.info("patch_rank: %s", extra["fallback"])
+        elif surrogate is not None:
+            extra["surrogate"] = surrogate.kind
+            if not surrogate.available:
+                extra["fallback"] = f"no rank steering ({surrogate.reason}): straddling placements only"
+                logger.info("patch_rank: %s", extra["fallback"])
+        generator = generator_for(seed)
+        adversarial = images.clone()
+        queries = torch.zeros(images.shape[0], dtype=torch.long)
+        iterations = 0
+        with preserve_mode(model):
+            for lo in range(0, images.shape[0], self.batch_size):
+                hi = min(lo + self.batch_size, images.shape[0])
+                adv, q, it, ex = self._attack_batch(
+                    model, images[lo:hi], labels[lo:hi], size, generator, volumizer, surrogate
+                )
+                adversarial[lo:hi] = adv
+                queries[lo:hi] = q
+                iterations = max(iterations, it)
+                for key, value in ex.items():
+                    extra.setdefault(key, []).extend(value)
+        return AttackResult(adversarial, queries, iterations, time.perf_counter() - start, extra)
