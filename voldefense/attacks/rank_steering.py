@@ -50,8 +50,10 @@ _LN2 = math.log(2.0)
 
 
 def find_volumizer(model: nn.Module) -> Any | None:
-    """The first `voldefense.volumizer.Volumizer` among `model`'s submodules (a `DefendedClassifier` keeps
-    it as `.volumizer`; wrappers such as query counters or defenses in front are searched through), or None."""
+    """The first `voldefense.volumizer.Volumizer` among `model`'s submodules, or None.
+
+    A `DefendedClassifier` keeps it as `.volumizer`; wrappers (query counters, defenses in front) are searched
+    through."""
     from voldefense.volumizer import Volumizer
 
     direct = getattr(model, "volumizer", None)
@@ -81,8 +83,8 @@ def _entropy_bits(p: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 def soft_histogram_score(
     name: str, x: torch.Tensor, reference: torch.Tensor | None, *, bins: int = 32, smoothing: float = 0.5
 ) -> torch.Tensor:
-    """Differentiable version `(M,)` of the built-in histogram metric `name` on samples `x` `(M, ...)` (channels
-    pooled, as in `voldefense.plugins.metrics._histogram`) against `reference` (broadcastable to `x`)."""
+    """Differentiable version `(M,)` of the built-in histogram metric `name` on samples `x` `(M, ...)`
+    (channels pooled, as in `voldefense.plugins.metrics._histogram`) against `reference` (broadcastable)."""
     flat = x.flatten(1)
     n = flat.shape[1]
     wx = _soft_bins(flat, bins)
@@ -197,8 +199,8 @@ def rank_penalty(keys: torch.Tensor, main: torch.Tensor, target: torch.Tensor, m
 
     `keys` `(B, N)`: only the main patch's key carries gradient that matters (the others are detached: the
     attacker's pixels live in the main patch). The main key must lie above the `target`-th smallest other key
-    and below the next one, each with a `margin` (a share of the key spread) so that the exact ranking, not only
-    the surrogate, moves.
+    and below the next one, each with a `margin` (a share of the key spread) so that the exact ranking, not
+    only the surrogate, moves.
     """
     b, n = keys.shape
     rows = torch.arange(b, device=keys.device)
@@ -261,7 +263,9 @@ def main_patch(location: Sequence[int], sides: tuple[int, int], patch: tuple[int
     best, index = -1, 0
     for i in range(r // ph, (r + sh - 1) // ph + 1):
         for j in range(c // pw, (c + sw - 1) // pw + 1):
-            overlap = (min(r + sh, (i + 1) * ph) - max(r, i * ph)) * (min(c + sw, (j + 1) * pw) - max(c, j * pw))
+            overlap = (min(r + sh, (i + 1) * ph) - max(r, i * ph)) * (
+                min(c + sw, (j + 1) * pw) - max(c, j * pw)
+            )
             if overlap > best:
                 best, index = overlap, i * cols + j
     return index
@@ -283,7 +287,9 @@ def _resolve_target(target: int | str, n: int) -> int:
         return n - 1
     t = int(target)
     if not -n <= t < n:
-        raise ConfigError(f"rank_target {target} is out of range for a volume of {n} patches (use -{n}..{n - 1})")
+        raise ConfigError(
+            f"rank_target {target} is out of range for a volume of {n} patches (use -{n}..{n - 1})"
+        )
     return t % n
 
 
@@ -302,17 +308,18 @@ class RankSteeringPatch:
 
     - ``"straddle"``: the square straddles patch borders (centred on a grid line / corner, touching the most
       volume patches its side allows), then PGD through the whole pipeline.
-    - ``"rank_penalty"``: the square sits inside one grid patch; PGD ascends the classification loss and, while
-      the patch's rank differs from `rank_target`, also descends a hinge penalty on the patch's (surrogate) metric
-      score that pushes it to that depth. Falls back to ``"straddle"`` when the model has no metric-ranking
-      volumizer or its metric has no differentiable surrogate (`extra["fallback"]` says why).
+    - ``"rank_penalty"``: the square sits inside one grid patch; PGD ascends the classification loss and,
+      while the patch's rank differs from `rank_target`, also descends a hinge penalty on the patch's
+      (surrogate) metric score that pushes it to that depth. Falls back to ``"straddle"`` when the model has
+      no metric-ranking volumizer or its metric has no differentiable surrogate (`extra["fallback"]` says
+      why).
     - ``"search"``: per image, `search_steps` PGD steps from each of: a straddling square, an aligned square
-      without steering, and the aligned square steered to each of `targets`; the candidate with the highest loss
-      (or the first success) continues for `steps` steps.
+      without steering, and the aligned square steered to each of `targets`; the candidate with the highest
+      loss (or the first success) continues for `steps` steps.
 
-    The step direction is the sign of ``g_ce / max|g_ce| + rank_weight * g_pen / max|g_pen|`` (the penalty term
-    only while the rank is off target), restricted to the square, clipped to [0, 1]; pixels outside the square
-    never change. Stops per image at the first misclassification (success of the target class when
+    The step direction is the sign of ``g_ce / max|g_ce| + rank_weight * g_pen / max|g_pen|`` (the penalty
+    term only while the rank is off target), restricted to the square, clipped to [0, 1]; pixels outside the
+    square never change. Stops per image at the first misclassification (success of the target class when
     targeted). One query per image per forward pass of the model (the surrogate needs no model query).
     """
 
@@ -389,7 +396,12 @@ class RankSteeringPatch:
         return plans
 
     def _locations(
-        self, placement: str, n: int, sides: tuple[int, int], size: tuple[int, int], patch: tuple[int, int] | None,
+        self,
+        placement: str,
+        n: int,
+        sides: tuple[int, int],
+        size: tuple[int, int],
+        patch: tuple[int, int] | None,
         generator: torch.Generator,
     ) -> torch.Tensor:
         (sh, sw), (h, w) = sides, size
@@ -397,7 +409,9 @@ class RankSteeringPatch:
             return random_locations(n, sh, sw, h, w, generator)
         chooser = straddle_starts if placement == "straddle" else aligned_starts
         rows, cols = chooser(h, sh, patch[0]), chooser(w, sw, patch[1])
-        return torch.tensor([[_pick(rows, generator), _pick(cols, generator)] for _ in range(n)], dtype=torch.long)
+        return torch.tensor(
+            [[_pick(rows, generator), _pick(cols, generator)] for _ in range(n)], dtype=torch.long
+        )
 
     # -- PGD ------------------------------------------------------------------------------------------------
 
@@ -498,7 +512,9 @@ class RankSteeringPatch:
         starts = noise if self.init == "random" else images.unsqueeze(0).expand_as(noise)
         masks = [box_mask(loc, *sides, h, w).to(images.device, images.dtype) for loc in locations]
         mains = [
-            torch.tensor([main_patch(loc, sides, patch, grid_cols) for loc in locs.tolist()], dtype=torch.long)
+            torch.tensor(
+                [main_patch(loc, sides, patch, grid_cols) for loc in locs.tolist()], dtype=torch.long
+            )
             if patch is not None
             else torch.zeros(n, dtype=torch.long)
             for locs in locations
@@ -515,11 +531,18 @@ class RankSteeringPatch:
             scores = torch.empty(len(plans), n)
             for k in range(len(plans)):
                 adv, won, objective, q, last = self._pgd(
-                    model, images, goal, masks[k], iterates[k], target_ranks[k], mains[k], self.search_steps,
+                    model,
+                    images,
+                    goal,
+                    masks[k],
+                    iterates[k],
+                    target_ranks[k],
+                    mains[k],
+                    self.search_steps,
                     active_surrogate,
                 )
                 queries += q
-                # A success is kept as is (its first successful iterate); otherwise continue from the last one.
+                # A success is kept as is (its first successful iterate); else continue from the last one.
                 iterates[k] = torch.where(won.view(-1, 1, 1, 1).to(images.device), adv, last)
                 scores[k] = torch.where(won, torch.full_like(objective, float("inf")), objective)
             chosen = scores.argmax(0)

@@ -311,7 +311,7 @@ def _spec(registry: Any, kind: str, name: str, path: str) -> Any:
 
 
 def _check_dataset(config: Config) -> None:
-    from voldefense.data import dataset_options, list_datasets
+    from voldefense.data import dataset_info, dataset_options, list_datasets
 
     names = list_datasets()
     if config.data.name not in names:
@@ -321,6 +321,11 @@ def _check_dataset(config: Config) -> None:
             f"data.name: unknown dataset {config.data.name!r}{hint} (available: {', '.join(names)})"
         )
     accepted = set(dataset_options(config.data.name))
+    missing = sorted(set(dataset_info(config.data.name).required) - set(config.data.options))
+    if missing:
+        raise ConfigError(
+            f"data.options.{missing[0]}: dataset {config.data.name!r} needs this option (see docs/datasets.md)"
+        )
     for key in config.data.options:
         if key == "split":
             raise ConfigError("data.options.split: the runner chooses the split; remove this option")

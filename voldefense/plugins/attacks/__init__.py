@@ -8,4 +8,5 @@ MODULES: tuple[str, ...] = (
     "sparse_pgd",
     "pixel_batched",
     "pixel_exhaustive",
+    "patch_rank",
 )

@@ -35,7 +35,7 @@ def build(
         rank_target=rank_target,  # type: ignore[arg-type]
         rank_weight=rank_weight,
         margin=margin,
-        targets=tuple(targets),  # type: ignore[arg-type]
+        targets=targets,  # type: ignore[arg-type]
         search_steps=search_steps,
         init=init,  # type: ignore[arg-type]
         targeted=targeted,
