@@ -21,9 +21,7 @@ T = TypeVar("T")
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """--device, --json, --seed and --threads, the same in every bench script."""
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:1"
-    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:1")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -447,7 +447,6 @@ def train_models(
 
         if resume and checkpoint.is_file() and context.is_main:
             _rewrite_metrics(paths, name, list(load_checkpoint(checkpoint).get("history", [])))
-        started = time.perf_counter()
         histories[name] = train(
             job,
             config.training,
@@ -460,7 +459,6 @@ def train_models(
             resume=resume,
             on_epoch_end=[write_row, *callbacks],
         )
-        plan.info["train_seconds_this_session"] = time.perf_counter() - started
     return histories
 
 

@@ -85,3 +85,25 @@ def test_train_classifier_learns_deterministically_and_applies_transform() -> No
     assert calls == [50, 50, 28]
     # trained on blank images only: it cannot beat chance by much on real ones
     assert accuracy(c, x, y) < 0.5
+
+
+def test_fit_uses_an_injected_trainer_with_the_defense_transform() -> None:
+    """A runner with its own loop passes `trainer`; the defense hands it the model and its batch transform."""
+    from voldefense.defenses.ablation import DerandomizedSmoothingDefense
+
+    x, y = make_toy_images(32, image_size=16, seed=0)
+    seen = {}
+
+    def trainer(model, images, labels, transform):
+        seen["model"], seen["n"] = model, len(images)
+        batch = transform(model, images[:4], labels[:4], torch.Generator().manual_seed(0))
+        seen["batch"] = batch
+
+    defended = DerandomizedSmoothingDefense("column", 4).fit(
+        lambda c: tiny_cnn(4, in_channels=c), x, y, TrainBudget(epochs=99), trainer=trainer
+    )
+    assert seen["model"] is defended.model.base and seen["n"] == 32
+    batch = seen["batch"]
+    assert batch.shape == (4, 6, 16, 16)  # cat([x, 1 - x]) ablated to a 4-column band
+    assert ((batch != 0).any(dim=(1, 2)).sum(dim=1) == 4).all()
+    assert not defended.model.training

@@ -36,9 +36,7 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def uniform(
-    seed: int, image_ids: torch.Tensor, generation: int, stream: int, shape: tuple[int, ...]
-) -> torch.Tensor:
+def uniform(seed: int, image_ids: torch.Tensor, generation: int, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
     """Uniform floats in [0, 1) of shape ``(len(image_ids), *shape)``, on ``image_ids``' device.
 
     Row a depends only on (seed, image_ids[a], generation, stream): the same image gets the same numbers
@@ -62,9 +60,7 @@ def colour_corners(channels: int, device: torch.device | str = "cpu") -> torch.T
     return torch.tensor(list(itertools.product((0.0, 1.0), repeat=channels)), device=device)
 
 
-def paint_pixels(
-    base: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, colours: torch.Tensor
-) -> torch.Tensor:
+def paint_pixels(base: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
     """Copies of ``base`` (M, C, H, W) with pixel (rows[m, j], cols[m, j]) set to colours[m, j] (M, N, C).
 
     When several triples of a candidate hit the same location the last one wins; resolving that before the

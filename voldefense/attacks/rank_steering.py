@@ -70,8 +70,10 @@ def find_volumizer(model: nn.Module) -> Any | None:
 
 def _soft_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
     """Triangular (linear-interpolation) bin weights `(M, n, bins)` of values `(M, n)` in [0, 1]; each value's
-    weights sum to 1 and put all mass in its hard bin when it sits on that bin's centre."""
-    pos = (values.clamp(0, 1) * bins - 0.5).clamp(0, bins - 1)
+    weights sum to 1 (all on one bin when the value sits on its centre)."""
+    # Centres at k / (bins - 1), so 0 and 1 are centres: saturated values (where loss steps push pixels) keep a
+    # gradient toward the inner bins instead of sitting on a clamped, flat edge.
+    pos = values.clamp(0, 1) * (bins - 1)
     centres = torch.arange(bins, device=values.device, dtype=values.dtype)
     return (1 - (pos.unsqueeze(-1) - centres).abs()).clamp(min=0)
 
@@ -187,6 +189,20 @@ class MetricSurrogate:
         return -s if self.descending else s
 
 
+def _reference_guard(patches: torch.Tensor, main: torch.Tensor, surrogate: MetricSurrogate) -> torch.Tensor:
+    """Hinge `(B,)` keeping the main patch's soft entropy 0.1 bit above the lowest of the other patches, so it
+    does not become the ``"auto"`` reference (the lowest-entropy patch)."""
+    b, n = patches.shape[:2]
+    bins = int(surrogate.volumizer.metric_options.get("bins", 32))
+    rows = torch.arange(b, device=patches.device)
+    with torch.no_grad():
+        entropy = soft_histogram_score("entropy", patches.detach().flatten(0, 1), None, bins=bins).view(b, n)
+        entropy[rows, main] = float("inf")
+        floor = entropy.amin(1) + 0.1
+    own = soft_histogram_score("entropy", patches[rows, main], None, bins=bins)
+    return F.relu(floor - own)
+
+
 def exact_ranks(volumizer: Any, images: torch.Tensor) -> torch.Tensor:
     """`(B, N)` depth position of every source patch under the volumizer's exact ranking."""
     with torch.no_grad():
@@ -209,11 +225,14 @@ def rank_penalty(keys: torch.Tensor, main: torch.Tensor, target: torch.Tensor, m
     others[rows, main] = float("inf")
     ordered = others.sort(dim=1).values[:, : n - 1]  # the N-1 other keys, ascending
     spread = (ordered.amax(1) - ordered.amin(1)).clamp(min=1e-6)
-    m = margin * spread
     lo_idx = (target - 1).clamp(min=0)
     hi_idx = target.clamp(max=n - 2)
     lower = torch.where(target > 0, ordered[rows, lo_idx], torch.full_like(k_main, -float("inf")))
     upper = torch.where(target < n - 1, ordered[rows, hi_idx], torch.full_like(k_main, float("inf")))
+    # An inner target is a gap between two neighbours: a margin wider than half the gap would make the two
+    # hinges fight, so it is capped at a quarter of the gap.
+    gap = (upper - lower).nan_to_num(float("inf"), posinf=float("inf"))
+    m = torch.minimum(margin * spread, gap / 4)
     below = F.relu(lower + m - k_main).nan_to_num(0.0, posinf=0.0, neginf=0.0)
     above = F.relu(k_main - upper + m).nan_to_num(0.0, posinf=0.0, neginf=0.0)
     return (below + above) / spread
@@ -263,9 +282,7 @@ def main_patch(location: Sequence[int], sides: tuple[int, int], patch: tuple[int
     best, index = -1, 0
     for i in range(r // ph, (r + sh - 1) // ph + 1):
         for j in range(c // pw, (c + sw - 1) // pw + 1):
-            overlap = (min(r + sh, (i + 1) * ph) - max(r, i * ph)) * (
-                min(c + sw, (j + 1) * pw) - max(c, j * pw)
-            )
+            overlap = (min(r + sh, (i + 1) * ph) - max(r, i * ph)) * (min(c + sw, (j + 1) * pw) - max(c, j * pw))
             if overlap > best:
                 best, index = overlap, i * cols + j
     return index
@@ -287,9 +304,7 @@ def _resolve_target(target: int | str, n: int) -> int:
         return n - 1
     t = int(target)
     if not -n <= t < n:
-        raise ConfigError(
-            f"rank_target {target} is out of range for a volume of {n} patches (use -{n}..{n - 1})"
-        )
+        raise ConfigError(f"rank_target {target} is out of range for a volume of {n} patches (use -{n}..{n - 1})")
     return t % n
 
 
@@ -317,9 +332,14 @@ class RankSteeringPatch:
       without steering, and the aligned square steered to each of `targets`; the candidate with the highest
       loss (or the first success) continues for `steps` steps.
 
-    The step direction is the sign of ``g_ce / max|g_ce| + rank_weight * g_pen / max|g_pen|`` (the penalty
-    term only while the rank is off target), restricted to the square, clipped to [0, 1]; pixels outside the
-    square never change. Stops per image at the first misclassification (success of the target class when
+    Each step is a signed-gradient ascent step of `step_size` on the loss followed, while the exact rank is off
+    target, by up to `rank_iters` descent steps of `rank_step` along ``g_pen / max|g_pen|`` (normalised, not signed: the
+    surrogate's gradient is local in the intensity bins, and sign steps overshoot them). Steered squares start
+    from the clean pixels whatever `init` says: on uniform noise the soft histogram is flat and the surrogate
+    gives no useful direction. For distance metrics with the ``"auto"`` reference, the penalty also keeps the
+    patch's entropy above the lowest entropy of the other patches: otherwise the cheapest way to change its
+    score is to become the reference itself, which re-scores every patch. Everything is restricted to the
+    square and clipped to [0, 1]; pixels outside the square never change. Stops per image at the first misclassification (success of the target class when
     targeted). One query per image per forward pass of the model (the surrogate needs no model query).
     """
 
@@ -330,7 +350,8 @@ class RankSteeringPatch:
         steps: int = 40,
         step_size: float = 0.1,
         rank_target: RankTarget = "first",
-        rank_weight: float = 1.0,
+        rank_step: float = 0.03,
+        rank_iters: int = 5,
         margin: float = 0.05,
         targets: Sequence[RankTarget] = ("first", "last"),
         search_steps: int = 5,
@@ -345,10 +366,10 @@ class RankSteeringPatch:
             raise ConfigError(f"steps must be at least 1, got {steps}")
         if not float(step_size) > 0:
             raise ConfigError(f"step_size must be positive, got {step_size}")
-        if not float(rank_weight) >= 0 or not float(margin) >= 0:
-            raise ConfigError("rank_weight and margin must be >= 0")
-        if int(search_steps) < 1 or int(batch_size) < 1:
-            raise ConfigError("search_steps and batch_size must be at least 1")
+        if not float(rank_step) >= 0 or not float(margin) >= 0:
+            raise ConfigError(f"rank_step and margin must be >= 0, got {rank_step} and {margin}")
+        if int(search_steps) < 1 or int(batch_size) < 1 or int(rank_iters) < 1:
+            raise ConfigError("search_steps, rank_iters and batch_size must be at least 1")
         if init not in ("random", "clean"):
             raise ConfigError(f"init must be 'random' or 'clean', not {init!r}")
         if isinstance(targets, str) or not targets:
@@ -361,7 +382,8 @@ class RankSteeringPatch:
         self.steps = int(steps)
         self.step_size = float(step_size)
         self.rank_target = _check_target(rank_target)
-        self.rank_weight = float(rank_weight)
+        self.rank_step = float(rank_step)
+        self.rank_iters = int(rank_iters)
         self.margin = float(margin)
         self.targets = tuple(_check_target(t) for t in targets)
         self.search_steps = int(search_steps)
@@ -409,9 +431,7 @@ class RankSteeringPatch:
             return random_locations(n, sh, sw, h, w, generator)
         chooser = straddle_starts if placement == "straddle" else aligned_starts
         rows, cols = chooser(h, sh, patch[0]), chooser(w, sw, patch[1])
-        return torch.tensor(
-            [[_pick(rows, generator), _pick(cols, generator)] for _ in range(n)], dtype=torch.long
-        )
+        return torch.tensor([[_pick(rows, generator), _pick(cols, generator)] for _ in range(n)], dtype=torch.long)
 
     # -- PGD ------------------------------------------------------------------------------------------------
 
@@ -449,15 +469,19 @@ class RankSteeringPatch:
             if grad is None:
                 break
             m = mask[idx]
-            direction = grad * m / (grad * m).abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            with torch.no_grad():
+                stepped = (xa + self.step_size * grad.sign() * m).clamp(0, 1)
             steer = targets[active] >= 0
-            if surrogate is not None and self.rank_weight > 0 and bool(steer.any()):
-                direction = direction + self.rank_weight * self._penalty_direction(
-                    xa, targets[active], mains[active], steer, m, surrogate
-                )
+            if surrogate is not None and self.rank_step > 0 and bool(steer.any()):
+                # Several model-free penalty steps per loss step: close to a projection back onto the images
+                # whose patch sits at the target rank (the loss step alone tends to saturate the patch).
+                for _ in range(self.rank_iters):
+                    descent = self._penalty_direction(stepped, targets[active], mains[active], steer, m, surrogate)
+                    if not bool(descent.any()):
+                        break
+                    stepped = (stepped + self.rank_step * descent).clamp(0, 1)
             with torch.no_grad():
                 keep = (~won).to(x.device)
-                stepped = (xa + self.step_size * direction.sign() * m).clamp(0, 1)
                 x[idx[keep]] = (images[idx] * (1 - m) + stepped * m)[keep]
         return best, done, objective, queries, x
 
@@ -481,6 +505,8 @@ class RankSteeringPatch:
             exact = exact_ranks(vol, xs)[torch.arange(b), main.cpu()]
             off = exact != targets[sel]
             penalty = rank_penalty(keys, main, targets[sel].to(xs.device), self.margin)
+            if surrogate.spec.distance and isinstance(surrogate.volumizer.reference, str):
+                penalty = penalty + _reference_guard(patches, main, surrogate)
             penalty = penalty * off.to(penalty.device, penalty.dtype)
             (grad,) = torch.autograd.grad(penalty.sum(), xg)
         out = torch.zeros_like(xa)
@@ -509,19 +535,19 @@ class RankSteeringPatch:
                 cache[plan.placement] = self._locations(plan.placement, n, sides, (h, w), patch, generator)
             locations.append(cache[plan.placement])
         noise = torch.rand((len(plans), n, c, h, w), generator=generator).to(images.device, images.dtype)
-        starts = noise if self.init == "random" else images.unsqueeze(0).expand_as(noise)
+        starts = noise if self.init == "random" else images.unsqueeze(0).expand_as(noise).clone()
+        for k, plan in enumerate(plans):
+            if plan.target is not None:
+                starts[k] = images  # see the class doc: steering needs a non-flat histogram to start from
         masks = [box_mask(loc, *sides, h, w).to(images.device, images.dtype) for loc in locations]
         mains = [
-            torch.tensor(
-                [main_patch(loc, sides, patch, grid_cols) for loc in locs.tolist()], dtype=torch.long
-            )
+            torch.tensor([main_patch(loc, sides, patch, grid_cols) for loc in locs.tolist()], dtype=torch.long)
             if patch is not None
             else torch.zeros(n, dtype=torch.long)
             for locs in locations
         ]
         target_ranks = [
-            torch.full((n,), -1 if plan.target is None else _resolve_target(plan.target, n_patches))
-            for plan in plans
+            torch.full((n,), -1 if plan.target is None else _resolve_target(plan.target, n_patches)) for plan in plans
         ]
         queries = torch.zeros(n, dtype=torch.long)
         active_surrogate = surrogate if steerable else None

@@ -16,7 +16,8 @@ def build(
     steps: int = 40,
     step_size: float = 0.1,
     rank_target: str | int = "first",
-    rank_weight: float = 1.0,
+    rank_step: float = 0.03,
+    rank_iters: int = 5,
     margin: float = 0.05,
     targets: Sequence[str | int] = ("first", "last"),
     search_steps: int = 5,
@@ -33,7 +34,8 @@ def build(
         steps=steps,
         step_size=step_size,
         rank_target=rank_target,  # type: ignore[arg-type]
-        rank_weight=rank_weight,
+        rank_step=rank_step,
+        rank_iters=rank_iters,
         margin=margin,
         targets=targets,  # type: ignore[arg-type]
         search_steps=search_steps,

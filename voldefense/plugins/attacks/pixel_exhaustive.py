@@ -42,9 +42,7 @@ CIFAR_PIXELS = 32 * 32
 class PixelExhaustiveAttack:
     """Exhaustive one-pixel attack over the colour-cube corners; the options are `__init__`'s."""
 
-    def __init__(
-        self, batch_size: int | None = None, early_exit: bool = True, max_pixels: int = CIFAR_PIXELS
-    ):
+    def __init__(self, batch_size: int | None = None, early_exit: bool = True, max_pixels: int = CIFAR_PIXELS):
         """
         batch_size: candidate images per model call; None picks 256 on CPU and 8192 on CUDA.
         early_exit: stop an image once a misclassified candidate is found (its queries stop counting there);
@@ -147,9 +145,7 @@ class PixelExhaustiveAttack:
         )
 
 
-def _paint_candidates(
-    base: torch.Tensor, cand: torch.Tensor, corners: torch.Tensor, width: int
-) -> torch.Tensor:
+def _paint_candidates(base: torch.Tensor, cand: torch.Tensor, corners: torch.Tensor, width: int) -> torch.Tensor:
     """Candidate `cand` = location * len(corners) + corner index, painted into a copy of each base image."""
     loc, colour = cand // corners.shape[0], cand % corners.shape[0]
     return paint_pixels(base, (loc // width)[:, None], (loc % width)[:, None], corners[colour][:, None])

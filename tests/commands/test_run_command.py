@@ -1,0 +1,85 @@
+"""`voldefense run`: config mistakes are one line and a non-zero exit before training; a tiny run succeeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voldefense.cli import main
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+TINY = [
+    "data.options.train_size=32", "data.options.test_size=16", "data.val_size=8", "training.epochs=1",
+    "training.batch_size=16", "model.width=0.0625", "attacks=[{name: random_pixels, sizes: [1], images: 4}]",
+]
+
+
+def cli(*args):
+    argv = ["run", str(QUICKSTART)]
+    for item in TINY:
+        argv += ["--set", item]
+    return main([*argv, *args])
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainig.epochs=1", "trainig: unknown key; did you mean 'training'?"),
+        ("training.epochs=ten", "training.epochs: invalid value 'ten'; allowed: an integer >= 1"),
+        ("optimizer.lr=-1", "optimizer.lr: invalid value -1; allowed: a number > 0.0"),
+        ("model.backbone=resnet", "model.backbone: unknown backbone 'resnet'"),
+        ("attacks.0.options={steps: 3}", "attacks[0].options.steps: attack 'random_pixels' does not accept"),
+        ("data.options.size=3", "data.options.size: dataset 'synthetic' does not accept this option"),
+        ("volumizer.order=upwards", "volumizer.order: invalid value 'upwards'; allowed: 'ascending'"),
+    ],
+)
+def test_config_errors_are_one_line_before_training(tmp_path, capsys, override, expected):
+    assert cli("--out", str(tmp_path / "run"), "--set", override) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"voldefense run: error: {expected}"), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_no_traceback_from_the_real_executable(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: 0\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "voldefense.cli", "run", str(bad), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "voldefense run: error: training.epochs: invalid value 0; allowed: an integer >= 1"
+    )
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file" in capsys.readouterr().err
+
+
+def test_tiny_run_then_refuse_then_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli("--out", str(out), "--device", "cpu") == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {(r["model"], r["attack"]) for r in results["rows"]} == {("f", "random_pixels"), ("g", "random_pixels")}
+    assert cli("--out", str(out), "--device", "cpu") == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert cli("--out", str(out), "--device", "cpu", "--overwrite") == 0
+
+
+def test_output_dir_defaults_to_the_config_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "mine.yaml"
+    config.write_text(QUICKSTART.read_text().replace("  dir: runs/quickstart\n", ""))
+    argv = ["run", str(config), "--device", "cpu"]
+    for item in TINY:
+        argv += ["--set", item]
+    assert main([*argv, "--set", "training.models=[f]"]) == 0
+    assert (tmp_path / "runs" / "mine" / "report.md").is_file()

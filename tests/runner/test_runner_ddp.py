@@ -1,0 +1,39 @@
+"""Training under torchrun with two CPU processes (gloo): ranks share each epoch, rank 0 writes the outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+TINY = [
+    "data.options.train_size=40", "data.options.test_size=16", "data.val_size=8", "training.epochs=2",
+    "training.batch_size=8", "model.width=0.0625", "syllabus.pacing_epochs=1",
+    "attacks=[{name: random_pixels, sizes: [1], images: 4}]",
+]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_writes_one_set_of_outputs(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "voldefense.cli", "run", str(QUICKSTART), "--out", str(out), "--device", "cpu"]
+    for item in TINY:
+        command += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # one row per model and epoch (rank 0 alone writes); counts are summed over both ranks: f sees all 40 images,
+    # g's curriculum admits half of them in epoch 1 (20, split 10 + 10 between the ranks)
+    assert [(r["model"], r["epoch"], r["train_images"]) for r in rows] == [
+        ("f", 1, 40), ("f", 2, 40), ("g", 1, 20), ("g", 2, 40)
+    ]
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] and len(results["rows"]) == 2
+    assert (out / "report.md").is_file() and (out / "checkpoints" / "g.pt").is_file()
