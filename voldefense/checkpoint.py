@@ -54,9 +54,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint safely; a missing, corrupt or foreign file is a one-line `CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; train first (voldefense run) or check the folder"
-        )
+        raise CheckpointError(f"checkpoint {path} does not exist; train first (voldefense run) or check the folder")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the file is unusable

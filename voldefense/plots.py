@@ -44,9 +44,7 @@ def robustness_plot(results: dict[str, Any], unit: str, path: Path) -> Path | No
     for model in results["models"]:
         for label in results["attacks"]:
             mine = sorted(
-                (float(r["size"]), r["attacked_accuracy"])
-                for r in rows
-                if r["model"] == model and r["attack"] == label
+                (float(r["size"]), r["attacked_accuracy"]) for r in rows if r["model"] == model and r["attack"] == label
             )
             if mine:
                 ax.plot(
@@ -90,7 +88,7 @@ def training_plot(metrics: Sequence[dict[str, Any]], path: Path) -> Path | None:
     ]
     figure, axes = _figure(len(panels))
     models = list(dict.fromkeys(row["model"] for row in metrics))
-    for ax, (key, title, scale) in zip(axes, panels):
+    for ax, (key, title, scale) in zip(axes, panels, strict=True):
         for model in models:
             points = [(row["epoch"], row[key]) for row in metrics if row["model"] == model and key in row]
             if points:

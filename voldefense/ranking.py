@@ -13,6 +13,11 @@ and tie-breaking are defined once.
   different) mean the same thing.
 - Sorting is stable (equal scores keep their original order, so ties are broken by index) and runs on detached
   scores: the ranking is never differentiated.
+- Per-group references are broadcast, never copied once per sample, when the metric offers the optional
+  ``grouped(x (B, M, C, h, w), reference (B, 1, C, h, w)) -> (B, M)`` method (all built-in distance metrics
+  do; see `voldefense.plugins.metrics._distance`); otherwise the metric gets the flat call.
+- Callers that rank batch after batch (the volumizer) build the metric once and call `score_groups` /
+  `sort_scores` directly; nothing here reads a GPU value back to the host.
 """
 
 from __future__ import annotations
@@ -85,19 +90,32 @@ def _entropy_options(metric_options: Mapping[str, Any] | None) -> dict[str, Any]
     return {}
 
 
+def reference_entropy(metric_options: Mapping[str, Any] | None = None) -> MetricFn:
+    """The built entropy metric that picks the ``"auto"`` reference (same `bins` as the ranking metric)."""
+    return resolve_metric("entropy", _entropy_options(metric_options))[1]
+
+
 def lowest_entropy_index(
-    samples: torch.Tensor, metric_options: Mapping[str, Any] | None = None
+    samples: torch.Tensor,
+    metric_options: Mapping[str, Any] | None = None,
+    *,
+    entropy_fn: MetricFn | None = None,
 ) -> torch.Tensor:
-    """Index `(B,)` of each group's lowest-entropy sample of `samples` (B, M, ...); ties: lowest index."""
+    """Index `(B,)` of each group's lowest-entropy sample of `samples` (B, M, ...); ties: lowest index.
+
+    `entropy_fn`: a prebuilt `reference_entropy(metric_options)`, to skip the registry lookup per call."""
     b, m = samples.shape[:2]
-    _, entropy = resolve_metric("entropy", _entropy_options(metric_options))
+    entropy = entropy_fn if entropy_fn is not None else reference_entropy(metric_options)
     with torch.no_grad():
         h = entropy(samples.detach().reshape(b * m, *samples.shape[2:])).reshape(b, m)
-    return torch.sort(h, dim=1, stable=True).indices[:, 0]
+    return h.argmin(dim=1)  # the first minimum: ties go to the lowest index
 
 
 def _reference_tensor(
-    samples: torch.Tensor, reference: Reference, metric_options: Mapping[str, Any] | None
+    samples: torch.Tensor,
+    reference: Reference,
+    metric_options: Mapping[str, Any] | None,
+    entropy_fn: MetricFn | None = None,
 ) -> torch.Tensor:
     """The reference: one sample `(C, h, w)` shared by all groups, or one per group `(B, 1, C, h, w)`."""
     b, m = samples.shape[:2]
@@ -120,13 +138,13 @@ def _reference_tensor(
         )
     reference = check_reference(reference)
     if reference == "auto":
-        index = lowest_entropy_index(samples, metric_options)
+        index = lowest_entropy_index(samples, metric_options, entropy_fn=entropy_fn)
     else:
         if reference >= m:  # type: ignore[operator]
             raise ConfigError(
                 f"reference index {reference} is out of range: there are only {m} samples per group"
             )
-        index = torch.full((b,), int(reference), dtype=torch.long, device=samples.device)
+        return samples.detach()[:, int(reference) : int(reference) + 1]  # a view: no gather needed
     return samples.detach()[torch.arange(b, device=samples.device), index.to(samples.device)].unsqueeze(1)
 
 
@@ -137,8 +155,11 @@ def score_groups(
     *,
     reference: Reference = "auto",
     metric_options: Mapping[str, Any] | None = None,
+    entropy_fn: MetricFn | None = None,
 ) -> torch.Tensor:
-    """Scores `(B, M)` of `samples` `(B, M, C, h, w)` under a built metric (no gradient)."""
+    """Scores `(B, M)` of `samples` `(B, M, C, h, w)` under a built metric (no gradient).
+
+    `entropy_fn`: a prebuilt `reference_entropy(metric_options)` for the ``"auto"`` reference."""
     if not isinstance(samples, torch.Tensor) or samples.dim() < 3:
         raise ConfigError(
             f"samples must be a tensor of shape (B, M, C, h, w), got {getattr(samples, 'shape', None)}"
@@ -146,11 +167,17 @@ def score_groups(
     b, m = samples.shape[:2]
     with torch.no_grad():
         flat = samples.detach().reshape(b * m, *samples.shape[2:])
+        grouped = getattr(metric_fn, "grouped", None)
         if spec.distance:
-            ref = _reference_tensor(samples, reference, metric_options)
-            if ref.dim() == samples.dim():  # per-group reference (B, 1, ...): one copy per sample
-                ref = ref.expand(b, m, *ref.shape[2:]).reshape(flat.shape)
-            scores = metric_fn(flat, ref)
+            ref = _reference_tensor(samples, reference, metric_options, entropy_fn)
+            if ref.dim() == samples.dim() and callable(grouped):  # per-group reference, broadcast
+                scores = grouped(samples.detach(), ref)
+                if isinstance(scores, torch.Tensor) and tuple(scores.shape) == (b, m):
+                    scores = scores.reshape(b * m)
+            elif ref.dim() == samples.dim():  # flat-only metric: one copy of the reference per sample
+                scores = metric_fn(flat, ref.expand(b, m, *ref.shape[2:]).reshape(flat.shape))
+            else:
+                scores = metric_fn(flat, ref)
         else:
             scores = metric_fn(flat)
     if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (b * m,):

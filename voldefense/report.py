@@ -63,9 +63,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def models_table(results: dict[str, Any]) -> list[str]:
     models = results.get("models", {})
     columns = [c for c in MODEL_COLUMNS if any(m.get(c[0]) is not None for m in models.values())]
-    rows = [
-        [f"**{name}**", *(fmt(entry.get(key)) for key, _, fmt in columns)] for name, entry in models.items()
-    ]
+    rows = [[f"**{name}**", *(fmt(entry.get(key)) for key, _, fmt in columns)] for name, entry in models.items()]
     return _table(["", *(title for _, title, _ in columns)], rows)
 
 
@@ -110,9 +108,7 @@ def worst_case_table(results: dict[str, Any]) -> list[str]:
     for model in results["models"]:
         mine = {(c["size_unit"], float(c["size"])): c for c in cells if c["model"] == model}
         if mine:
-            rows.append(
-                [f"**{model}**", *(_pct(mine[b]["robust_accuracy"]) if b in mine else "—" for b in budgets)]
-            )
+            rows.append([f"**{model}**", *(_pct(mine[b]["robust_accuracy"]) if b in mine else "—" for b in budgets)])
     return _table(header, rows)
 
 
@@ -161,10 +157,10 @@ def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = (
         ]
     for label, info in results.get("attacks", {}).items():
         kind = "white-box" if info.get("white_box") else "black-box"
-        options = ", ".join(f"{k}={v}" for k, v in info.get("options", {}).items())
+        options = "".join(f", {k}={v}" for k, v in info.get("options", {}).items())
         lines += [
             "",
-            f"## Attack `{label}` ({info['plugin']}, {kind}, {info['images']} images{', ' + options if options else ''})",
+            f"## Attack `{label}` ({info['plugin']}, {kind}, {info['images']} images{options})",
             "",
             *attack_table(results, label),
         ]

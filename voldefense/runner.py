@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,16 +89,18 @@ def default_output_dir(config: Config, config_path: str | Path | None) -> Path:
 
 
 def prepare_output(
-    root: Path, config: Config, *, resume: bool, overwrite: bool, is_main: bool = True
+    root: Path, config: Config, *, resume: bool, overwrite: bool, context: DistContext | None = None
 ) -> RunPaths:
-    """Create the run folder; refuse to clobber an earlier run unless told; on resume, insist on the same config."""
+    """Create the run folder; refuse to clobber an earlier run unless told; on resume, insist on the same config.
+
+    Under torchrun every rank checks before rank 0 writes anything, so all ranks agree on the outcome.
+    """
+    context = context or DistContext()
     paths = RunPaths(Path(root))
     existing = [p for p in paths.outputs() if p.exists()]
     if resume:
         if not paths.config.is_file():
-            raise ConfigError(
-                f"--resume: {paths.root} holds no run (no config.yaml); start it without --resume"
-            )
+            raise ConfigError(f"--resume: {paths.root} holds no run (no config.yaml); start it without --resume")
         saved = parse_config(read_yaml(paths.config))
         if _comparable(saved) != _comparable(config):
             changed = _changed_keys(config_to_dict(saved), config_to_dict(config))
@@ -113,7 +114,8 @@ def prepare_output(
             f"output folder {paths.root} already holds a run ({existing[0].name}); pass --overwrite to replace it, "
             "--resume to continue it, or choose another folder with --out"
         )
-    if is_main:
+    context.barrier()
+    if context.is_main:
         for path in existing:  # only our own outputs, never anything else the user keeps there
             if path.is_dir():
                 shutil.rmtree(path)
@@ -223,12 +225,13 @@ def _subset(dataset: Dataset, indices: torch.Tensor) -> Dataset:
     return subset
 
 
-def train_images_for_curriculum(dataset: Dataset) -> torch.Tensor:
-    """The training images for ranking: in-memory datasets hand over their uint8 tensor (no float copy)."""
+def train_images_for_curriculum(dataset: Dataset, num_workers: int = 0) -> Any:
+    """The training images for ranking: in-memory datasets hand over their uint8 tensor (no float copy); others
+    are streamed in order by a DataLoader, so ImageNet-size sets are never held in memory at once."""
     images = getattr(dataset, "images", None)
     if isinstance(images, torch.Tensor):
         return images
-    return _dataset_tensors(dataset, torch.arange(len(dataset)))[0]
+    return torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=num_workers)
 
 
 # -- models ------------------------------------------------------------------------------------------------
@@ -268,9 +271,7 @@ def build_models(config: Config, data: RunData, registry: Any = None) -> dict[st
 
         registry = get_registry()
     channels, height, width = data.image_shape
-    common = dict(
-        width=config.model.width, stem=config.model.stem, in_channels=channels, **config.model.options
-    )
+    common = dict(width=config.model.width, stem=config.model.stem, in_channels=channels, **config.model.options)
     plans: dict[str, ModelPlan] = {}
     for kind in config.training.models:
         torch.manual_seed(config.training.seed)  # the same initial weights whatever else the run builds
@@ -304,9 +305,7 @@ def build_models(config: Config, data: RunData, registry: Any = None) -> dict[st
                 **common,
             )
             model = DefendedClassifier(volumizer, backbone, aggregation=config.model.aggregation)
-            description = (
-                f"volumized 3D {config.model.backbone}, {vol.ranking} ranking by {vol.metric}, {loss_name}"
-            )
+            description = f"volumized 3D {config.model.backbone}, {vol.ranking} ranking by {vol.metric}, {loss_name}"
             info.update(metric=vol.metric, ranking=vol.ranking, patches=num_patches)
         curriculum = config.syllabus.enabled and kind in config.syllabus.apply_to
         if curriculum:
@@ -331,7 +330,7 @@ def make_sampler(plan: ModelPlan, config: Config, data: RunData, order_cache: di
     syl = config.syllabus
     if "order" not in order_cache:  # the same ordering for every model that uses it: compute once
         order_cache["order"] = curriculum_order(
-            train_images_for_curriculum(data.train),
+            train_images_for_curriculum(data.train, config.training.num_workers),
             syl.metric,
             reference=syl.reference,
             order=syl.order,
@@ -418,17 +417,13 @@ def train_models(
             state = load_checkpoint(checkpoint)
             if state.get("complete"):
                 if state.get("signature") != plan.signature:
-                    raise CheckpointError(
-                        f"checkpoint {checkpoint} was written for a different model configuration"
-                    )
+                    raise CheckpointError(f"checkpoint {checkpoint} was written for a different model configuration")
                 load_weights(plan.model, state["model"], path=checkpoint)
                 plan.model.to(device).eval()
                 histories[name] = list(state.get("history", []))
                 if context.is_main:
                     _rewrite_metrics(paths, name, histories[name])
-                logger.info(
-                    "%s: already trained (%d epochs), loaded from %s", name, state["epoch"], checkpoint
-                )
+                logger.info("%s: already trained (%d epochs), loaded from %s", name, state["epoch"], checkpoint)
                 continue
         job = TrainJob(
             name,
@@ -496,8 +491,7 @@ def empty_results(config: Config, plans: dict[str, ModelPlan], data: RunData) ->
             "image_shape": list(data.image_shape),
         },
         "models": {
-            name: {"kind": plan.kind, "description": plan.description, **plan.info}
-            for name, plan in plans.items()
+            name: {"kind": plan.kind, "description": plan.description, **plan.info} for name, plan in plans.items()
         },
         "attacks": {},
         "rows": [],
@@ -577,9 +571,7 @@ def evaluate_models(
                 if key in done:
                     results["rows"].append(done[key])
                     continue
-                logger.info(
-                    "attacking %s with %s at size %s on %d images", name, label, size_arg, len(labels)
-                )
+                logger.info("attacking %s with %s at size %s on %d images", name, label, size_arg, len(labels))
                 batch_size = {None: config.training.eval_batch_size, "all": None}.get(
                     attack.batch_size, attack.batch_size
                 )
@@ -626,7 +618,7 @@ def worst_case_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         groups.setdefault((row["model"], row["size_unit"], float(row["size"])), []).append(row)
     out = []
-    for (model, unit, size), members in groups.items():
+    for (model, unit, _), members in groups.items():
         shared = min(len(r["survived"]) for r in members)
         robust = [all(r["survived"][i] == "1" for r in members) for i in range(shared)]
         out.append(
@@ -672,9 +664,7 @@ def write_outputs(results: dict[str, Any], config: Config, paths: RunPaths) -> N
 def _read_metrics(paths: RunPaths) -> list[dict[str, Any]]:
     if not paths.metrics.is_file():
         return []
-    return [
-        json.loads(line) for line in paths.metrics.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    return [json.loads(line) for line in paths.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run(
@@ -696,11 +686,7 @@ def run(
     try:
         torch_device, amp = resolve_device(device, config, context)
         paths = prepare_output(
-            Path(out_dir),
-            config,
-            resume=resume,
-            overwrite=overwrite or config.output.overwrite,
-            is_main=context.is_main,
+            Path(out_dir), config, resume=resume, overwrite=overwrite or config.output.overwrite, context=context
         )
         context.barrier()  # other ranks wait until rank 0 has prepared (or cleaned) the folder
         data = load_data(config)
@@ -753,17 +739,13 @@ def evaluate_run(
         registry = get_registry()
     paths = RunPaths(Path(run_dir))
     if not paths.config.is_file():
-        raise ConfigError(
-            f"{paths.root} is not a run folder (no config.yaml); give the --out folder of a run"
-        )
+        raise ConfigError(f"{paths.root} is not a run folder (no config.yaml); give the --out folder of a run")
     config = parse_config(read_yaml(paths.config))
     check_config(config, registry=registry)
     labels = [attack_label(a) for a in config.attacks]
     for name in attacks:
         if name not in labels:
-            raise ConfigError(
-                f"--attacks: {name!r} is not an attack of this run (attacks: {', '.join(labels)})"
-            )
+            raise ConfigError(f"--attacks: {name!r} is not an attack of this run (attacks: {', '.join(labels)})")
     torch_device, _ = resolve_device(device, config)
     data = load_data(config)
     plans = build_models(config, data, registry)

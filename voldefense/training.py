@@ -190,9 +190,7 @@ def train(
     if context.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         view = nn.parallel.DistributedDataParallel(view, device_ids=device_ids)
-    sampler: Sampler[int] = (
-        RankSlice(job.sampler, context.rank, context.world_size) if context.enabled else job.sampler
-    )
+    sampler: Sampler[int] = RankSlice(job.sampler, context.rank, context.world_size) if context.enabled else job.sampler
     loader = DataLoader(
         job.dataset,
         batch_size=config.batch_size,

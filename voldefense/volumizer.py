@@ -20,7 +20,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from voldefense.errors import ConfigError
-from voldefense.ranking import Order, check_order, check_reference, rank_groups, resolve_metric
+from voldefense.ranking import (
+    Order,
+    check_order,
+    check_reference,
+    reference_entropy,
+    resolve_metric,
+    score_groups,
+    sort_scores,
+)
 from voldefense.specs import MetricSpec
 
 logger = logging.getLogger(__name__)
@@ -84,8 +92,10 @@ class Volumizer(nn.Module):
             raise ConfigError(f"pad must be true or false, got {pad!r}")
         self.pad = pad
         self.metric_options = dict(metric_options or {})
-        # Resolve and build once now so a bad name or option fails at construction, not at the first batch.
+        # Resolve and build once now: a bad name or option fails at construction, not at the first batch, and
+        # no call pays for a registry lookup or a metric construction (see `_built_metrics`).
         self.metric_spec, _ = resolve_metric(metric, self.metric_options)
+        self._built: tuple[object, Any, Any] | None = None
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"seed must be an int or None, got {seed!r}")
         self.seed = seed
@@ -128,6 +138,16 @@ class Volumizer(nn.Module):
 
     # -- ranking --------------------------------------------------------------------------------------------
 
+    def _built_metrics(self) -> tuple[Any, Any]:
+        """The ranking metric and the ``"auto"`` reference's entropy, built once (rebuilt only if the spec or
+        options were reassigned after construction)."""
+        key = (self.metric_spec, dict(self.metric_options))
+        if self._built is None or self._built[0] != key:
+            metric_fn = self.metric_spec.build(**self.metric_options)
+            entropy_fn = reference_entropy(self.metric_options) if self.metric_spec.distance else None
+            self._built = (key, metric_fn, entropy_fn)
+        return self._built[1], self._built[2]
+
     def rank(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`(perm (B, N), scores (B, N) or None)`; scores in source order."""
         b, n = patches.shape[:2]
@@ -138,14 +158,17 @@ class Volumizer(nn.Module):
             # Draw on the CPU so the permutation for a seed does not depend on the device.
             keys = torch.rand(b, n, generator=self._generator)
             return keys.argsort(dim=1).to(device), None
-        perm, scores = rank_groups(
+        # rank_groups' two steps, with the metric built once instead of per call.
+        metric_fn, entropy_fn = self._built_metrics()
+        scores = score_groups(
             patches,
             self.metric_spec,
+            metric_fn,
             reference=self.reference,
-            order=self.order,  # type: ignore[arg-type]
             metric_options=self.metric_options,
+            entropy_fn=entropy_fn,
         )
-        return perm, scores
+        return sort_scores(scores, self.order, self.metric_spec), scores
 
     def volumize_with_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """`(volume, perm, scores)`: `scores` `(B, N)` in source order (None unless ranking="metric")."""

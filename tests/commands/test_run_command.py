@@ -14,8 +14,13 @@ from voldefense.cli import main
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=32", "data.options.test_size=16", "data.val_size=8", "training.epochs=1",
-    "training.batch_size=16", "model.width=0.0625", "attacks=[{name: random_pixels, sizes: [1], images: 4}]",
+    "data.options.train_size=32",
+    "data.options.test_size=16",
+    "data.val_size=8",
+    "training.epochs=1",
+    "training.batch_size=16",
+    "model.width=0.0625",
+    "attacks=[{name: random_pixels, sizes: [1], images: 4}]",
 ]
 
 
@@ -51,12 +56,13 @@ def test_no_traceback_from_the_real_executable(tmp_path):
     bad.write_text("training:\n  epochs: 0\n")
     done = subprocess.run(
         [sys.executable, "-m", "voldefense.cli", "run", str(bad), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "voldefense run: error: training.epochs: invalid value 0; allowed: an integer >= 1"
-    )
+    assert done.stderr.strip() == ("voldefense run: error: training.epochs: invalid value 0; allowed: an integer >= 1")
 
 
 def test_missing_config_file(tmp_path, capsys):

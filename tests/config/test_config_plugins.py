@@ -91,6 +91,17 @@ def test_dataset_options_are_checked(fresh_registry):
             {"training": {"models": ["g"]}, "attacks": [{"name": "random_pixels", "sizes": [1], "models": ["f"]}]},
             "attacks[0].models: invalid value 'f'",
         ),
+        (
+            {
+                "training": {"models": ["g"]},
+                "attacks": [{"name": "patch", "sizes": [0.04], "options": {"source": "transfer"}}],
+            },
+            "attacks[0].options.source: invalid value 'transfer'",
+        ),
+        (
+            {"attacks": [{"name": "patch", "sizes": [0.04], "options": {"source_model": "h"}}]},
+            "attacks[0].options.source_model: invalid value 'h'; allowed: the name of a trained model (f, g)",
+        ),
     ],
 )
 def test_cross_field_rules(fresh_registry, sections, expected):
@@ -105,3 +116,19 @@ def test_load_config_reads_overrides_and_validates_everything(tmp_path, fresh_re
     assert config.training.epochs == 1 and config.model.width == 0.25
     with pytest.raises(ConfigError, match="^volumizer.metric: unknown metric"):
         load_config(path, ["volumizer.metric=nope"], registry=fresh_registry)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p.name if p.parent.name == "configs" else f"paper/{p.name}"
+        for p in __import__("pathlib").Path(__file__).parents[2].joinpath("configs").rglob("*.yaml")
+    ),
+)
+def test_shipped_configs_are_valid(path, fresh_registry):
+    from pathlib import Path
+
+    config = load_config(Path(__file__).parents[2] / "configs" / path, registry=fresh_registry)
+    assert config.attacks, "a shipped config attacks something"
+    if path.startswith("paper/"):
+        assert config.volumizer.patch == 16  # the paper's patch size

@@ -9,10 +9,19 @@ from voldefense.runner import worst_case_rows
 
 def row(model, attack, size, unit, attacked, survived, clean=0.9):
     return {
-        "model": model, "attack": attack, "size": size, "size_unit": unit, "num_images": len(survived),
-        "clean_accuracy": clean, "attacked_accuracy": attacked, "robustness_delta": attacked - clean,
-        "defense_success_rate": attacked / clean, "attack_success_rate": 1 - attacked / clean,
-        "mean_queries": 1.0, "seconds_per_image": 0.01, "survived": survived,
+        "model": model,
+        "attack": attack,
+        "size": size,
+        "size_unit": unit,
+        "num_images": len(survived),
+        "clean_accuracy": clean,
+        "attacked_accuracy": attacked,
+        "robustness_delta": attacked - clean,
+        "defense_success_rate": attacked / clean,
+        "attack_success_rate": 1 - attacked / clean,
+        "mean_queries": 1.0,
+        "seconds_per_image": 0.01,
+        "survived": survived,
     }
 
 
@@ -60,13 +69,20 @@ def test_worst_case_matches_the_evaluation_module():
     from voldefense.runner import _survived
 
     labels = torch.tensor([0, 1, 2, 3])
-    a = AttackOutcome(torch.tensor([True, True, False, True]), torch.tensor([[True, False, False, True],
-                                                                            [True, True, False, True]]),
-                      torch.ones(4), 0.1, labels)
-    b = AttackOutcome(torch.tensor([True, True, False, True]), torch.tensor([[False, True, True, True]]),
-                      torch.ones(4), 0.1, labels)
-    rows = [{"model": "g", "attack": n, "size": 1, "size_unit": "pixels", "survived": _survived(o)}
-            for n, o in (("a", a), ("b", b))]
+    a = AttackOutcome(
+        torch.tensor([True, True, False, True]),
+        torch.tensor([[True, False, False, True], [True, True, False, True]]),
+        torch.ones(4),
+        0.1,
+        labels,
+    )
+    b = AttackOutcome(
+        torch.tensor([True, True, False, True]), torch.tensor([[False, True, True, True]]), torch.ones(4), 0.1, labels
+    )
+    rows = [
+        {"model": "g", "attack": n, "size": 1, "size_unit": "pixels", "survived": _survived(o)}
+        for n, o in (("a", a), ("b", b))
+    ]
     assert worst_case_rows(rows)[0]["robust_accuracy"] == worst_case([a, b]).robust_accuracy == 0.25
 
 
@@ -88,7 +104,8 @@ def test_report_has_a_row_per_model_and_a_column_per_metric():
 def test_plots_are_written_as_png(tmp_path):
     metrics = [
         {"model": m, "epoch": e, "loss": 1.0 / e, "val_accuracy": 0.5, "val_defense_success_rate": 0.8}
-        for m in ("f", "g") for e in (1, 2)
+        for m in ("f", "g")
+        for e in (1, 2)
     ]
     written = write_plots(results_fixture(), metrics, tmp_path)
     assert sorted(p.name for p in written) == ["robustness_area.png", "robustness_pixels.png", "training.png"]

@@ -12,8 +12,13 @@ import pytest
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=40", "data.options.test_size=16", "data.val_size=8", "training.epochs=2",
-    "training.batch_size=8", "model.width=0.0625", "syllabus.pacing_epochs=1",
+    "data.options.train_size=40",
+    "data.options.test_size=16",
+    "data.val_size=8",
+    "training.epochs=2",
+    "training.batch_size=8",
+    "model.width=0.0625",
+    "syllabus.pacing_epochs=1",
     "attacks=[{name: random_pixels, sizes: [1], images: 4}]",
 ]
 
@@ -21,8 +26,22 @@ TINY = [
 @pytest.mark.slow
 def test_two_process_gloo_run_writes_one_set_of_outputs(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "voldefense.cli", "run", str(QUICKSTART), "--out", str(out), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "voldefense.cli",
+        "run",
+        str(QUICKSTART),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     for item in TINY:
         command += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -32,7 +51,10 @@ def test_two_process_gloo_run_writes_one_set_of_outputs(tmp_path):
     # one row per model and epoch (rank 0 alone writes); counts are summed over both ranks: f sees all 40 images,
     # g's curriculum admits half of them in epoch 1 (20, split 10 + 10 between the ranks)
     assert [(r["model"], r["epoch"], r["train_images"]) for r in rows] == [
-        ("f", 1, 40), ("f", 2, 40), ("g", 1, 20), ("g", 2, 40)
+        ("f", 1, 40),
+        ("f", 2, 40),
+        ("g", 1, 20),
+        ("g", 2, 40),
     ]
     results = json.loads((out / "results.json").read_text())
     assert results["complete"] and len(results["rows"]) == 2

@@ -13,10 +13,21 @@ from voldefense.runner import run
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=64", "data.options.test_size=32", "data.val_size=16", "training.epochs=2",
-    "training.batch_size=32", "model.width=0.0625", "syllabus.pacing_epochs=1",
-    "attacks.0.images=8", "attacks.0.sizes=[1,4]", "attacks.1.images=8", "attacks.1.sizes=[1]",
-    "attacks.1.options.steps=2", "attacks.2.images=6", "attacks.2.sizes=[0.04]", "attacks.2.options.steps=2",
+    "data.options.train_size=64",
+    "data.options.test_size=32",
+    "data.val_size=16",
+    "training.epochs=2",
+    "training.batch_size=32",
+    "model.width=0.0625",
+    "syllabus.pacing_epochs=1",
+    "attacks.0.images=8",
+    "attacks.0.sizes=[1,4]",
+    "attacks.1.images=8",
+    "attacks.1.sizes=[1]",
+    "attacks.1.options.steps=2",
+    "attacks.2.images=6",
+    "attacks.2.sizes=[0.04]",
+    "attacks.2.options.steps=2",
 ]
 
 
@@ -30,8 +41,17 @@ def tiny_run(tmp_path_factory):
 
 def test_every_output_is_written(tiny_run):
     _, paths = tiny_run
-    for name in ("config.yaml", "metrics.jsonl", "results.json", "report.md", "checkpoints/f.pt", "checkpoints/g.pt",
-                 "plots/robustness_pixels.png", "plots/robustness_area.png", "plots/training.png"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "results.json",
+        "report.md",
+        "checkpoints/f.pt",
+        "checkpoints/g.pt",
+        "plots/robustness_pixels.png",
+        "plots/robustness_area.png",
+        "plots/training.png",
+    ):
         assert (paths.root / name).is_file(), name
 
 
@@ -64,9 +84,10 @@ def test_results_have_every_attack_size_and_model(tiny_run):
         assert row["robustness_delta"] == pytest.approx(row["attacked_accuracy"] - row["clean_accuracy"])
     worst = {(c["model"], c["size"]): c for c in results["worst_case"]}
     assert worst[("g", 1)]["attacks"] == ["random_pixels", "sparse_pgd"]
-    assert worst[("g", 1)]["robust_accuracy"] <= min(
-        r["attacked_accuracy"] for r in results["rows"] if r["model"] == "g" and r["size"] == 1
-    ) + 1e-9
+    assert (
+        worst[("g", 1)]["robust_accuracy"]
+        <= min(r["attacked_accuracy"] for r in results["rows"] if r["model"] == "g" and r["size"] == 1) + 1e-9
+    )
     assert results["models"]["g"]["curriculum"] is True and results["models"]["f"]["curriculum"] is False
 
 

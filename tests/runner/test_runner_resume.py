@@ -20,11 +20,24 @@ from voldefense.runner import run
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=48", "data.options.test_size=24", "data.val_size=8", "training.epochs=3",
-    "training.batch_size=16", "model.width=0.0625", "syllabus.pacing_epochs=2", "training.augment=crop_flip",
-    "optimizer.name=sgd", "optimizer.lr=0.05",
-    "attacks.0.images=6", "attacks.0.sizes=[1,4]", "attacks.1.images=6", "attacks.1.sizes=[2]",
-    "attacks.1.options.steps=2", "attacks.2.images=4", "attacks.2.sizes=[0.04]", "attacks.2.options.steps=2",
+    "data.options.train_size=48",
+    "data.options.test_size=24",
+    "data.val_size=8",
+    "training.epochs=3",
+    "training.batch_size=16",
+    "model.width=0.0625",
+    "syllabus.pacing_epochs=2",
+    "training.augment=crop_flip",
+    "optimizer.name=sgd",
+    "optimizer.lr=0.05",
+    "attacks.0.images=6",
+    "attacks.0.sizes=[1,4]",
+    "attacks.1.images=6",
+    "attacks.1.sizes=[2]",
+    "attacks.1.options.steps=2",
+    "attacks.2.images=4",
+    "attacks.2.sizes=[0.04]",
+    "attacks.2.options.steps=2",
 ]
 TIMING = {"seconds", "seconds_per_image", "train_seconds"}
 

@@ -190,17 +190,24 @@ class MetricSurrogate:
 
 
 def _reference_guard(patches: torch.Tensor, main: torch.Tensor, surrogate: MetricSurrogate) -> torch.Tensor:
-    """Hinge `(B,)` keeping the main patch's soft entropy 0.1 bit above the lowest of the other patches, so it
-    does not become the ``"auto"`` reference (the lowest-entropy patch)."""
+    """`(B,)` term that raises the main patch's (soft) entropy while its exact entropy is within 0.1 bit of the
+    lowest of the other patches, so it does not become the ``"auto"`` reference (the lowest-entropy patch).
+
+    The decision uses the exact entropy the ranking uses: the soft one smooths concentrated histograms upward
+    and would let the patch slip under the others unnoticed."""
+    from voldefense.ranking import resolve_metric
+
     b, n = patches.shape[:2]
     bins = int(surrogate.volumizer.metric_options.get("bins", 32))
     rows = torch.arange(b, device=patches.device)
+    _, entropy_fn = resolve_metric("entropy", {"bins": bins})
     with torch.no_grad():
-        entropy = soft_histogram_score("entropy", patches.detach().flatten(0, 1), None, bins=bins).view(b, n)
+        entropy = entropy_fn(patches.detach().flatten(0, 1)).view(b, n)
+        own_exact = entropy[rows, main].clone()
         entropy[rows, main] = float("inf")
-        floor = entropy.amin(1) + 0.1
+        active = own_exact < entropy.amin(1) + 0.1
     own = soft_histogram_score("entropy", patches[rows, main], None, bins=bins)
-    return F.relu(floor - own)
+    return -own * active.to(own.dtype)
 
 
 def exact_ranks(volumizer: Any, images: torch.Tensor) -> torch.Tensor:
@@ -328,19 +335,22 @@ class RankSteeringPatch:
       (surrogate) metric score that pushes it to that depth. Falls back to ``"straddle"`` when the model has
       no metric-ranking volumizer or its metric has no differentiable surrogate (`extra["fallback"]` says
       why).
-    - ``"search"``: per image, `search_steps` PGD steps from each of: a straddling square, an aligned square
-      without steering, and the aligned square steered to each of `targets`; the candidate with the highest
-      loss (or the first success) continues for `steps` steps.
+    - ``"search"``: per image, `search_steps` PGD steps from each of: a random square, a straddling square,
+      an aligned square without steering, and the aligned square steered to each of `targets`; the candidate
+      with the highest loss (or the first success) continues for `steps` steps.
 
-    Each step is a signed-gradient ascent step of `step_size` on the loss followed, while the exact rank is off
-    target, by up to `rank_iters` descent steps of `rank_step` along ``g_pen / max|g_pen|`` (normalised, not signed: the
-    surrogate's gradient is local in the intensity bins, and sign steps overshoot them). Steered squares start
-    from the clean pixels whatever `init` says: on uniform noise the soft histogram is flat and the surrogate
-    gives no useful direction. For distance metrics with the ``"auto"`` reference, the penalty also keeps the
-    patch's entropy above the lowest entropy of the other patches: otherwise the cheapest way to change its
-    score is to become the reference itself, which re-scores every patch. Everything is restricted to the
-    square and clipped to [0, 1]; pixels outside the square never change. Stops per image at the first misclassification (success of the target class when
-    targeted). One query per image per forward pass of the model (the surrogate needs no model query).
+    Each step is a signed-gradient ascent step of `step_size` on the loss followed, while the exact rank is
+    off target, by up to `rank_iters` model-free descent steps of `rank_step` along ``g_pen / max|g_pen|``
+    (normalised, not signed: the surrogate's gradient is local in the intensity bins and sign steps overshoot
+    them). Steered squares start from the clean pixels whatever `init` says: on uniform noise the soft
+    histogram is flat and the surrogate gives no useful direction. For distance metrics with the ``"auto"``
+    reference the penalty also keeps the patch's exact entropy above the lowest of the other patches (unless
+    the target is the depth the reference itself takes): otherwise the cheapest way to change its score is to
+    become the reference, which re-scores every patch. The loss and the rank compete: with a loss step much
+    larger than `rank_step` the loss wins (the patch saturates and usually becomes the reference); the
+    achieved rank is always reported. Everything is restricted to the square and clipped to [0, 1]; pixels
+    outside the square never change. Stops per image at the first misclassification (success of the target
+    class when targeted). One query per image per forward pass of the model (the surrogate costs none).
     """
 
     def __init__(
@@ -350,7 +360,7 @@ class RankSteeringPatch:
         steps: int = 40,
         step_size: float = 0.1,
         rank_target: RankTarget = "first",
-        rank_step: float = 0.03,
+        rank_step: float = 0.01,
         rank_iters: int = 5,
         margin: float = 0.05,
         targets: Sequence[RankTarget] = ("first", "last"),
@@ -412,7 +422,8 @@ class RankSteeringPatch:
             return [_Plan("straddle", None)]
         if self.strategy == "rank_penalty":
             return [_Plan("aligned", self.rank_target)]
-        plans = [_Plan("straddle", None), _Plan("aligned", None)]
+        # A random placement too, so the search covers what plain patch PGD does.
+        plans = [_Plan("random", None), _Plan("straddle", None), _Plan("aligned", None)]
         if steerable:
             plans += [_Plan("aligned", t) for t in self.targets]
         return plans
@@ -502,11 +513,18 @@ class RankSteeringPatch:
             # Only the main patch's key is differentiated: the other patches do not contain attacker pixels.
             keys = keys.clone()
             keys[rows, main] = surrogate.keys(patches[rows, main].unsqueeze(1), reference).squeeze(1)
-            exact = exact_ranks(vol, xs)[torch.arange(b), main.cpu()]
+            all_ranks = exact_ranks(vol, xs)
+            exact = all_ranks[torch.arange(b), main.cpu()]
             off = exact != targets[sel]
             penalty = rank_penalty(keys, main, targets[sel].to(xs.device), self.margin)
             if surrogate.spec.distance and isinstance(surrogate.volumizer.reference, str):
-                penalty = penalty + _reference_guard(patches, main, surrogate)
+                from voldefense.ranking import lowest_entropy_index
+
+                # Becoming the reference is a legitimate way to reach the depth the reference takes (e.g. last
+                # for ascending MI); elsewhere the guard keeps the patch from taking that role.
+                ref_index = lowest_entropy_index(patches.detach(), vol.metric_options).cpu()
+                guard = all_ranks[torch.arange(b), ref_index] != targets[sel]
+                penalty = penalty + _reference_guard(patches, main, surrogate) * guard.to(penalty)
             penalty = penalty * off.to(penalty.device, penalty.dtype)
             (grad,) = torch.autograd.grad(penalty.sum(), xg)
         out = torch.zeros_like(xa)

@@ -22,9 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY.PATH=VALUE",
         help="override one config value, parsed as YAML (repeatable), e.g. --set training.epochs=2",
     )
-    parser.add_argument(
-        "--out", metavar="DIR", help="output folder (default: output.dir or runs/<config name>)"
-    )
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: output.dir or runs/<config name>)")
     parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -32,9 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto = CUDA with mixed precision when available, else CPU",
     )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in its folder")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier run's outputs in the folder"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in the folder")
 
 
 def main(args: argparse.Namespace) -> int:

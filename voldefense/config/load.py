@@ -120,11 +120,7 @@ def _coerce(value: Any, tp: Any, path: str, meta: dict[str, Any]) -> Any:
             return value
         raise _fail(path, value, _describe(int, meta))
     if tp is float:
-        if (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and _check_range(float(value), meta)
-        ):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and _check_range(float(value), meta):
             return float(value)
         raise _fail(path, value, _describe(float, meta))
     if tp is str:
@@ -209,9 +205,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         where = ".".join(parts[: depth + 1])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(
-                    f"--set {key}: {where}: list index out of range (the list has {len(node)} items)"
-                )
+                raise ConfigError(f"--set {key}: {where}: list index out of range (the list has {len(node)} items)")
             if last:
                 node[int(part)] = value
             else:
@@ -240,15 +234,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(
-            f"config file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}"
-        ) from None
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"config file {path}: the top level must be a mapping of sections, not {type(raw).__name__}"
-        )
+        raise ConfigError(f"config file {path}: the top level must be a mapping of sections, not {type(raw).__name__}")
     return raw
 
 
@@ -317,9 +307,7 @@ def _check_dataset(config: Config) -> None:
     if config.data.name not in names:
         close = difflib.get_close_matches(config.data.name, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"data.name: unknown dataset {config.data.name!r}{hint} (available: {', '.join(names)})"
-        )
+        raise ConfigError(f"data.name: unknown dataset {config.data.name!r}{hint} (available: {', '.join(names)})")
     accepted = set(dataset_options(config.data.name))
     missing = sorted(set(dataset_info(config.data.name).required) - set(config.data.options))
     if missing:
@@ -348,19 +336,13 @@ def check_config(config: Config, *, registry: Any = None) -> None:
 
     vol, syl = config.volumizer, config.syllabus
     if isinstance(vol.patch, list) and len(vol.patch) != 2:
-        raise _fail(
-            "volumizer.patch", vol.patch, "an integer >= 1, or a list [height, width] of two integers"
-        )
+        raise _fail("volumizer.patch", vol.patch, "an integer >= 1, or a list [height, width] of two integers")
     if vol.ranking == "metric" or "g" in config.training.models:
         spec = _spec(registry, "metric", vol.metric, "volumizer.metric")
-        _check_options(
-            "volumizer.metric_options", vol.metric_options, [spec.factory], f"metric {vol.metric!r}"
-        )
+        _check_options("volumizer.metric_options", vol.metric_options, [spec.factory], f"metric {vol.metric!r}")
     if syl.enabled:
         spec = _spec(registry, "metric", syl.metric, "syllabus.metric")
-        _check_options(
-            "syllabus.metric_options", syl.metric_options, [spec.factory], f"metric {syl.metric!r}"
-        )
+        _check_options("syllabus.metric_options", syl.metric_options, [spec.factory], f"metric {syl.metric!r}")
 
     backbone = _spec(registry, "backbone", config.model.backbone, "model.backbone")
     converter = backbone.converter
@@ -388,9 +370,7 @@ def check_config(config: Config, *, registry: Any = None) -> None:
             continue
         name = getattr(config.loss, key)
         spec = _spec(registry, "loss", name, f"loss.{key}")
-        _check_options(
-            f"loss.{key}_options", getattr(config.loss, f"{key}_options"), [spec.factory], f"loss {name!r}"
-        )
+        _check_options(f"loss.{key}_options", getattr(config.loss, f"{key}_options"), [spec.factory], f"loss {name!r}")
         if target_needed and spec.target != target_needed:
             raise ConfigError(
                 f"loss.{key}: {name!r} is a {spec.target} loss but f gives image logits; allowed: an image loss "
@@ -408,13 +388,23 @@ def check_config(config: Config, *, registry: Any = None) -> None:
         labels.add(label)
         for j, size in enumerate(attack.sizes):
             if spec.size_unit == "pixels" and (size != int(size) or size < 1):
-                raise _fail(
-                    f"{path}.sizes[{j}]", size, f"a whole number of pixels >= 1 ({attack.name} counts pixels)"
-                )
+                raise _fail(f"{path}.sizes[{j}]", size, f"a whole number of pixels >= 1 ({attack.name} counts pixels)")
             if spec.size_unit == "area" and not 0 < size <= 1:
-                raise _fail(
-                    f"{path}.sizes[{j}]", size, f"an area fraction in (0, 1] ({attack.name} sizes are areas)"
-                )
+                raise _fail(f"{path}.sizes[{j}]", size, f"an area fraction in (0, 1] ({attack.name} sizes are areas)")
+        source = attack.options.get("source_model")
+        if attack.options.get("source") == "transfer" and source is None and "f" not in config.training.models:
+            raise _fail(
+                f"{path}.options.source",
+                "transfer",
+                "'adaptive' (a transfer patch is trained on f, which "
+                "this run does not train), or add f to training.models",
+            )
+        if source is not None and source not in config.training.models:
+            raise _fail(
+                f"{path}.options.source_model",
+                source,
+                f"the name of a trained model ({', '.join(config.training.models)})",
+            )
         for model in attack.models or []:
             if model not in config.training.models:
                 raise _fail(f"{path}.models", model, f"a trained model ({', '.join(config.training.models)})")
@@ -456,8 +446,14 @@ def describe_schema(cls: type = Config, prefix: str = "") -> list[tuple[str, str
         else:
             default = f.default
         required = default is None and meta.get("plugin")
-        shown = "required" if required else yaml.safe_dump(default, default_flow_style=True).strip().removesuffix(
-            "\n..."
-        ).removesuffix("...").strip()
+        shown = (
+            "required"
+            if required
+            else yaml.safe_dump(default, default_flow_style=True)
+            .strip()
+            .removesuffix("\n...")
+            .removesuffix("...")
+            .strip()
+        )
         out.append((path, _describe(tp, meta), shown, meta.get("doc", "")))
     return out

@@ -25,16 +25,12 @@ def opt(default: Any = None, doc: str = "", *, factory: Any = None, **limits: An
 
 @dataclass
 class DataConfig:
-    name: str = opt(
-        "synthetic", "dataset: synthetic (built in, offline), cifar10, cifar100, npz, imagefolder"
-    )
+    name: str = opt("synthetic", "dataset: synthetic (built in, offline), cifar10, cifar100, npz, imagefolder")
     options: dict[str, Any] = opt(
         factory=dict,
         doc="options of the dataset loader (e.g. root, download, path, size); checked per dataset",
     )
-    train_subset: int | None = opt(
-        None, "train on this many training images (seeded subset); null = all", min=1
-    )
+    train_subset: int | None = opt(None, "train on this many training images (seeded subset); null = all", min=1)
     val_size: int = opt(
         256,
         "test-split images used for the per-epoch clean accuracy and 1-pixel defense rate (Figure 2)",
@@ -45,9 +41,7 @@ class DataConfig:
 @dataclass
 class VolumizerConfig:
     patch: int | list[int] = opt(16, "patch side, or [height, width]; must divide the image size", min=1)
-    metric: str = opt(
-        "mi", "information metric ranking the patches (see `voldefense plugins`)", plugin="metric"
-    )
+    metric: str = opt("mi", "information metric ranking the patches (see `voldefense plugins`)", plugin="metric")
     metric_options: dict[str, Any] = opt(factory=dict, doc="options of the metric plugin")
     reference: Literal["auto"] | int = opt(
         "auto", "reference patch of distance metrics: 'auto' (lowest-entropy patch) or a patch index", min=0
@@ -116,9 +110,7 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["constant", "cosine", "step"] = opt(
-        "cosine", "learning-rate schedule, stepped once per epoch"
-    )
+    name: Literal["constant", "cosine", "step"] = opt("cosine", "learning-rate schedule, stepped once per epoch")
     warmup_epochs: int = opt(0, "linear warm-up epochs before the schedule", min=0)
     step_size: int = opt(30, "epochs between decays of the 'step' schedule", min=1)
     gamma: float = opt(0.1, "decay factor of the 'step' schedule", gt=0.0, max=1.0)
@@ -126,9 +118,7 @@ class ScheduleConfig:
 
 @dataclass
 class TrainingConfig:
-    models: list[ModelKind] = opt(
-        factory=lambda: ["f", "g"], doc="which models to train and evaluate", min_items=1
-    )
+    models: list[ModelKind] = opt(factory=lambda: ["f", "g"], doc="which models to train and evaluate", min_items=1)
     epochs: int = opt(30, "training epochs per model", min=1)
     batch_size: int = opt(128, "training batch size (per process under torchrun)", min=1)
     eval_batch_size: int = opt(256, "batch size of evaluation and attacks", min=1)
@@ -149,9 +139,7 @@ class AttackConfig:
         doc="budgets: pixel counts (pixel attacks) or area fractions in (0, 1] (patch attacks)",
         min_items=1,
     )
-    options: dict[str, Any] = opt(
-        factory=dict, doc="options of the attack plugin (checked against its factory)"
-    )
+    options: dict[str, Any] = opt(factory=dict, doc="options of the attack plugin (checked against its factory)")
     images: int = opt(100, "test images attacked", min=1)
     models: list[ModelKind] | None = opt(None, "models attacked; null = every trained model")
     seed: int | None = opt(None, "attack seed; null = training.seed", min=0)
@@ -160,9 +148,7 @@ class AttackConfig:
         "images per attack call: null = training.eval_batch_size; 'all' = one call (universal patches)",
         min=1,
     )
-    label: str | None = opt(
-        None, "name in the report (default: the plugin name; needed to list one attack twice)"
-    )
+    label: str | None = opt(None, "name in the report (default: the plugin name; needed to list one attack twice)")
 
 
 @dataclass

@@ -42,7 +42,13 @@ from torch import nn
 from torch.func import functional_call
 
 from voldefense.errors import ConfigError
-from voldefense.models.layers import Normalize, PatchFlatten, SqueezeExcitation, StochasticDepth
+from voldefense.models.layers import (
+    DepthwiseConv3d,
+    Normalize,
+    PatchFlatten,
+    SqueezeExcitation,
+    StochasticDepth,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +241,15 @@ class _Converter:
             padding: str | tuple[int, int, int] = m.padding if m.padding == "same" else (self.pd, 0, 0)
         else:
             padding = (self.pd, *_pair(m.padding))
-        new = nn.Conv3d(
+        # A depthwise kernel that spans patches gets the subclass that can run as 2D taps (fast on cuDNN);
+        # same parameters and state dict as nn.Conv3d. A 1-deep one is plain Conv3d (or folded into 2D).
+        depthwise = (
+            m.groups == m.in_channels == m.out_channels
+            and self.dk > 1
+            and m.padding_mode == "zeros"
+            and not isinstance(padding, str)
+        )
+        new = (DepthwiseConv3d if depthwise else nn.Conv3d)(
             m.in_channels,
             m.out_channels,
             (self.dk, kh, kw),

@@ -16,7 +16,7 @@ def build(
     steps: int = 40,
     step_size: float = 0.1,
     rank_target: str | int = "first",
-    rank_step: float = 0.03,
+    rank_step: float = 0.01,
     rank_iters: int = 5,
     margin: float = 0.05,
     targets: Sequence[str | int] = ("first", "last"),

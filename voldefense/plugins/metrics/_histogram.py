@@ -10,13 +10,20 @@ Conventions (documented in docs/metrics.md):
   ``n = C*h*w`` values. A value ``v`` in [0, 1] falls in bin ``min(floor(v * bins), bins - 1)``; values
   outside [0, 1] are clamped first.
 - Entropies are in bits.
+
+Distance metrics work on *groups*: samples ``(G, M, n)`` against references ``(G or 1, M or 1, n)`` that
+broadcast over them, so a per-image reference patch is never copied once per patch (`pair_flat` turns the
+flat metric call into one group, `pair_groups` serves the metrics' ``grouped`` method used by the ranking).
+No function here synchronises a GPU with the host (no ``.item()``, no data-dependent shapes; `torch.bincount`
+is used on CPU only, since on CUDA it reads the codes' min and max back to the host).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -52,6 +59,41 @@ def broadcast_reference(x: torch.Tensor, reference: object, metric: str) -> torc
     return ref.to(device=x.device, dtype=x.dtype)
 
 
+def _compact(ref: torch.Tensor, lead: int) -> torch.Tensor:
+    """Narrow each of the first `lead` axes that is broadcast (stride 0) to size 1: one copy of the reference
+    per group, not per sample."""
+    for axis in range(lead):
+        if ref.shape[axis] > 1 and ref.stride(axis) == 0:
+            ref = ref.narrow(axis, 0, 1)
+    return ref
+
+
+def pair_flat(x: torch.Tensor, reference: object, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat call's samples `(M, ...)` and reference as one group: `(1, M, n)` and `(1, 1 or M, n)`."""
+    ref = _compact(broadcast_reference(x, reference, metric), 1)
+    n = x[0].numel() if x.shape[0] else math.prod(x.shape[1:])
+    return x.reshape(1, x.shape[0], n), ref.reshape(1, ref.shape[0], n)
+
+
+def check_groups(x: object, name: str = "x") -> torch.Tensor:
+    """`x` must be a floating tensor `(G, M, C, h, w)` (groups of samples) with non-empty samples."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 3:
+        raise ConfigError(
+            f"{name} must be a tensor of shape (G, M, C, h, w) (groups of samples), got "
+            f"{getattr(x, 'shape', type(x).__name__)}"
+        )
+    check_samples(x.flatten(0, 1) if x.shape[0] * x.shape[1] else x[0], name)
+    return x
+
+
+def pair_groups(x: torch.Tensor, reference: object, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples `(G, M, ...)` and a reference broadcastable to them (e.g. one per group `(G, 1, ...)`) as
+    `(G, M, n)` and `(G or 1, M or 1, n)`, without expanding the reference."""
+    ref = _compact(broadcast_reference(x, reference, metric), 2)
+    n = math.prod(x.shape[2:])
+    return x.reshape(x.shape[0], x.shape[1], n), ref.reshape(ref.shape[0], ref.shape[1], n)
+
+
 def score_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
@@ -64,6 +106,10 @@ def quantize(x: torch.Tensor, bins: int) -> torch.Tensor:
     return (flat * bins).clamp_(0, bins - 1).to(torch.int32)
 
 
+_BUDGET_CPU = 1 << 16
+_BUDGET_CUDA = 1 << 24
+
+
 def row_chunks(m: int, cells_per_row: int, device: torch.device) -> Iterator[slice]:
     """Slices of at most `budget / cells_per_row` rows covering range(m).
 
@@ -71,22 +117,54 @@ def row_chunks(m: int, cells_per_row: int, device: torch.device) -> Iterator[sli
     3-10x faster than processing all rows at once; on GPU kernel launches dominate, so chunks are large but
     still bounded (16M cells = 64 MB of int32 codes or 128 MB of counts).
     """
-    budget = 1 << 24 if device.type == "cuda" else 1 << 16
+    budget = _BUDGET_CUDA if device.type == "cuda" else _BUDGET_CPU
     rows = max(1, budget // max(1, cells_per_row))
     for start in range(0, m, rows):
         yield slice(start, min(m, start + rows))
 
 
+def blocks(g: int, m: int, cells_per_row: int, device: torch.device) -> Iterator[tuple[slice, slice]]:
+    """`(groups, samples)` slices covering a `(g, m)` grid, each of at most the `row_chunks` budget: whole
+    groups per block when a group fits, else slices of one group's samples."""
+    if g * m == 0:
+        return
+    budget = _BUDGET_CUDA if device.type == "cuda" else _BUDGET_CPU
+    rows = max(1, budget // max(1, cells_per_row))
+    if rows >= m:
+        per = rows // m
+        for g0 in range(0, g, per):
+            yield slice(g0, min(g, g0 + per)), slice(0, m)
+        return
+    for g0 in range(g):
+        for m0 in range(0, m, rows):
+            yield slice(g0, g0 + 1), slice(m0, min(m, m0 + rows))
+
+
+def _ref_block(ref: torch.Tensor, groups: slice, samples: slice) -> torch.Tensor:
+    """The reference rows facing `x[groups, samples]` (broadcast axes of size 1 stay whole)."""
+    return ref[groups if ref.shape[0] > 1 else slice(None), samples if ref.shape[1] > 1 else slice(None)]
+
+
+_SERIAL_NUMEL = 32768
+"""ATen's grain size: element-wise ops and reductions on fewer elements run on the calling thread anyway."""
+
+
 @contextlib.contextmanager
-def cpu_single_thread(device: torch.device) -> Iterator[None]:
+def cpu_single_thread(device: torch.device, numel: int | None = None) -> Iterator[None]:
     """Run the chunk loops with one intra-op thread on CPU.
 
     Each chunk is cache-sized, so intra-op threading gains little on it; worse, on a machine whose other cores
     are busy, OpenMP's barrier after every small op waits for a descheduled thread: with 2 threads on a loaded
     2-core machine, MI over 40,000 patches measured 2.4-22 s instead of 0.6 s single-threaded.
+
+    Only on CPU, and only when the work is big enough to be threaded at all (`numel` above ATen's grain
+    size): small calls (a few images, the per-batch volumizer case) never touch the process-wide setting.
+    `torch.set_num_threads` sets OpenMP's per-thread limit (other Python threads keep theirs) but MKL's is
+    global, so this is restored right after the loop; it stays because no thread-safe knob gives the same
+    speed on a loaded machine (one big op per step instead of chunks is 3-10x slower, see `row_chunks`).
     """
     threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
+    if device.type != "cpu" or threads == 1 or (numel is not None and numel <= _SERIAL_NUMEL):
         yield
         return
     torch.set_num_threads(1)
@@ -96,34 +174,55 @@ def cpu_single_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def rowwise(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, ref: torch.Tensor
-) -> torch.Tensor:
-    """`fn(x_rows, ref_rows) -> (rows,)` applied chunk by chunk (cache-sized on CPU), concatenated to `(M,)`.
+def pixel_distance(x: torch.Tensor, ref: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-sample ``mean (x - r)^2`` (kind "mse") or ``max |x - r|`` ("max_abs") of `x` `(G, M, n)` against
+    `ref` `(G or 1, M or 1, n)`, broadcast (never expanded). Scores `(G, M)`; differentiable.
 
-    For the pixel metrics: one pass over memory instead of one per elementwise op (measured ~2x on CPU).
+    Cache-sized blocks on CPU: one pass over memory instead of one per elementwise op (measured ~2x).
     """
-    m = x.shape[0]
-    out = torch.empty(m, device=x.device, dtype=score_dtype(x))
-    if m == 0:
-        return out
-    with cpu_single_thread(x.device):
-        for rows in row_chunks(m, x[0].numel(), x.device):
-            out[rows] = fn(x[rows].flatten(1), ref[rows].flatten(1))
-    return out
+    g, m, n = x.shape
+    dtype = score_dtype(x)
+    parts = list(blocks(g, m, n, x.device))
+    out = None if len(parts) == 1 else torch.empty(g, m, device=x.device, dtype=dtype)
+    with cpu_single_thread(x.device, x.numel()):
+        for groups, samples in parts:
+            d = x[groups, samples] - _ref_block(ref, groups, samples)
+            # In place when no gradient is needed: the difference is a fresh temporary.
+            if kind == "mse":
+                score = (d.square() if d.requires_grad else d.square_()).mean(dim=-1)
+            else:
+                score = (d.abs() if d.requires_grad else d.abs_()).amax(dim=-1)
+            if out is None:
+                return score.to(dtype)
+            out[groups, samples] = score
+    return torch.empty(g, m, device=x.device, dtype=dtype) if out is None else out
 
 
+@functools.lru_cache(maxsize=64)
 def _offsets(rows: int, cells: int, device: torch.device) -> torch.Tensor:
+    """Row offsets `(rows, 1)` of the flat count table; cached (read-only), since every batch of the same
+    size needs the same ones: two kernels fewer per count on a GPU."""
     dtype = torch.int32 if rows * cells < 2**31 else torch.int64
     return torch.arange(rows, device=device, dtype=dtype).mul_(cells).unsqueeze(1)
 
 
-def _counts(codes: torch.Tensor, cells: int, dtype: torch.dtype) -> torch.Tensor:
-    """Counts `(m, cells)` of each row of `codes` `(m, n)` (values in [0, cells)) by one offset bincount."""
+def _counts(
+    codes: torch.Tensor, cells: int, dtype: torch.dtype, *, sync_free: bool | None = None
+) -> torch.Tensor:
+    """Counts `(m, cells)` of each row of `codes` `(m, n)` (values in [0, cells)), one flat offset count.
+
+    On CPU by `torch.bincount` (the fastest there); on other devices (`sync_free`, default: not CPU) by
+    `index_add_` of ones into a table of known size, because CUDA's bincount reads min and max back to the
+    host. Counts are small integers, exact in float, so both give the same table.
+    """
     m = codes.shape[0]
     offsets = _offsets(m, cells, codes.device)
     flat = (codes.to(offsets.dtype) + offsets).reshape(-1)
-    return torch.bincount(flat, minlength=m * cells).view(m, cells).to(dtype)
+    if not (codes.device.type != "cpu" if sync_free is None else sync_free):
+        return torch.bincount(flat, minlength=m * cells).view(m, cells).to(dtype)
+    counts = torch.zeros(m * cells, device=codes.device, dtype=dtype)
+    counts.index_add_(0, flat, torch.ones((), device=codes.device, dtype=dtype).expand(flat.numel()))
+    return counts.view(m, cells)
 
 
 def _sum_clogc_counts(counts: torch.Tensor, dims: int | tuple[int, ...] = 1) -> torch.Tensor:
@@ -131,13 +230,13 @@ def _sum_clogc_counts(counts: torch.Tensor, dims: int | tuple[int, ...] = 1) -> 
     return (counts * counts.clamp(min=1).log()).sum(dims)
 
 
-def _sum_clogc_sorted(codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _sum_clogc_sorted(codes: torch.Tensor, dtype: torch.dtype, cells: int | None = None) -> torch.Tensor:
     """`sum_k c_k log c_k` per row without a count table: sort each row, then use the telescoping identity
     ``c log c = sum_{j=1..c} g(j)`` with ``g(j) = j log j - (j-1) log(j-1)``, where j is an element's 1-based
     position inside its run of equal codes (found with one `cummax`). Memory O(M n) whatever the code
-    range."""
+    range. `cells` bounds the codes (< cells); pass it to avoid reading their max back from the device."""
     m, n = codes.shape
-    top = int(codes.max()) if codes.numel() else 0
+    top = (cells - 1) if cells is not None else (int(codes.max()) if codes.numel() else 0)
     # Smaller integer types sort markedly faster; shift into int16's signed range when the codes fit.
     keys = (codes - 32768).to(torch.int16) if top < 65536 else codes
     ordered = torch.sort(keys, dim=1).values
@@ -165,7 +264,7 @@ def histograms(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Intensity counts `(M, bins)` of each sample of `x` `(M, ...)`, channels pooled."""
     m, dtype = x.shape[0], score_dtype(x)
     out = torch.empty(m, bins, device=x.device, dtype=dtype)
-    with cpu_single_thread(x.device):
+    with cpu_single_thread(x.device, x.numel()):
         for rows in row_chunks(m, max(bins, x[0].numel() if m else 1), x.device):
             out[rows] = _counts(quantize(x[rows], bins), bins, dtype)
     return out
@@ -174,51 +273,72 @@ def histograms(x: torch.Tensor, bins: int) -> torch.Tensor:
 def entropy(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Entropy in bits `(M,)` of each sample's intensity histogram."""
     m, dtype = x.shape[0], score_dtype(x)
-    out = torch.empty(m, device=x.device, dtype=dtype)
     if m == 0:
-        return out
+        return torch.empty(0, device=x.device, dtype=dtype)
     n = x[0].numel()
-    with cpu_single_thread(x.device):
-        for rows in row_chunks(m, max(bins, n), x.device):
+    chunks = list(row_chunks(m, max(bins, n), x.device))
+    out = torch.empty(m if len(chunks) > 1 else 0, device=x.device, dtype=dtype)
+    with cpu_single_thread(x.device, x.numel()):
+        for rows in chunks:
             codes = quantize(x[rows], bins)
             if dense_is_cheaper(bins, n):
-                out[rows] = _sum_clogc_counts(_counts(codes, bins, dtype))
+                sums = _sum_clogc_counts(_counts(codes, bins, dtype))
             else:
-                out[rows] = _sum_clogc_sorted(codes, dtype)
+                sums = _sum_clogc_sorted(codes, dtype, bins)
+            if len(chunks) == 1:  # one chunk (small batches, GPU): no copy into `out`
+                return entropy_from_sum(sums, n)
+            out[rows] = sums
     return entropy_from_sum(out, n)
 
 
 def joint_entropies(
     x: torch.Tensor, ref: torch.Tensor, bins: int, *, marginals: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(H(x, r), H(x), H(r))`` in bits `(M,)` for position-paired values of `x` and `ref` (same shape).
+    """``(H(x, r), H(x), H(r))`` in bits `(G, M)` for position-paired values of `x` `(G, M, n)` and `ref`
+    `(G or 1, M or 1, n)` (broadcast, e.g. one reference per group).
 
     The joint histogram has ``bins**2`` cells; it is never materialised for all samples at once: small tables
-    are counted chunk by chunk (marginals summed from the joint counts), large ones by sorting the joint codes
-    of each row (`_sum_clogc_sorted`), so memory stays O(M n) even for 256 bins (65,536 cells). With
-    `marginals=False` the last two entries are empty.
+    are counted block by block (marginals summed from the joint counts), large ones by sorting the joint codes
+    of each row (`_sum_clogc_sorted`), so memory stays O(M n) even for 256 bins (65,536 cells). Each block's
+    reference rows are quantised once, not once per sample. With `marginals=False` the last two entries are
+    empty.
     """
-    m, dtype = x.shape[0], score_dtype(x)
-    joint = torch.empty(m, device=x.device, dtype=dtype)
-    h_x = torch.empty(m if marginals else 0, device=x.device, dtype=dtype)
-    h_r = torch.empty_like(h_x)
-    if m == 0:
-        return joint, h_x, h_r
-    n, cells = x[0].numel(), bins * bins
+    g, m, n = x.shape
+    dtype = score_dtype(x)
+    cells = bins * bins
     dense = dense_is_cheaper(cells, n)
-    with cpu_single_thread(x.device):
-        for rows in row_chunks(m, max(cells, n) if dense else n, x.device):
-            a, b = quantize(x[rows], bins), quantize(ref[rows], bins)
-            codes = a * bins + b
+    parts = list(blocks(g, m, max(cells, n) if dense else n, x.device))
+    # Outputs are filled block by block; a single block returns its results directly (no copies).
+    rows_out = (g, m) if len(parts) != 1 else (0,)
+    joint = torch.empty(rows_out, device=x.device, dtype=dtype)
+    h_x = torch.empty(rows_out if marginals else (0,), device=x.device, dtype=dtype)
+    h_r = torch.empty_like(h_x)
+    if g * m == 0:
+        return joint, h_x, h_r
+    with cpu_single_thread(x.device, x.numel()):
+        for groups, samples in parts:
+            block = x[groups, samples]
+            a = quantize(block.flatten(0, 1), bins).view(block.shape)
+            r = _ref_block(ref, groups, samples)
+            b = quantize(r.flatten(0, 1), bins).view(*r.shape[:2], n)
+            codes = (a * bins + b).flatten(0, 1)  # b broadcasts over the samples of its group
+            rows = a.shape[:2]
             if dense:
                 counts = _counts(codes, cells, dtype).view(-1, bins, bins)
-                joint[rows] = _sum_clogc_counts(counts, (1, 2))
+                sums = [_sum_clogc_counts(counts, (1, 2)).view(rows)]
                 if marginals:
-                    h_x[rows] = _sum_clogc_counts(counts.sum(2))
-                    h_r[rows] = _sum_clogc_counts(counts.sum(1))
+                    sums.append(_sum_clogc_counts(counts.sum(2)).view(rows))
+                    sums.append(_sum_clogc_counts(counts.sum(1)).view(rows))
             else:
-                joint[rows] = _sum_clogc_sorted(codes, dtype)
+                sums = [_sum_clogc_sorted(codes, dtype, cells).view(rows)]
                 if marginals:
-                    h_x[rows] = _sum_clogc_counts(_counts(a, bins, dtype))
-                    h_r[rows] = _sum_clogc_counts(_counts(b, bins, dtype))
+                    sums.append(_sum_clogc_counts(_counts(a.flatten(0, 1), bins, dtype)).view(rows))
+                    # Counted on the reference rows only, broadcast over their samples.
+                    sums.append(_sum_clogc_counts(_counts(b.flatten(0, 1), bins, dtype)).view(b.shape[:2]))
+            if len(parts) == 1:  # one block (small batches, GPU): no copies into the outputs
+                if marginals:
+                    return tuple(entropy_from_sum(v.expand(g, m), n) for v in sums)  # type: ignore[return-value]
+                return entropy_from_sum(sums[0], n), h_x, h_r
+            for target, value in zip((joint, h_x, h_r), sums, strict=False):
+                target[groups, samples] = value
     return entropy_from_sum(joint, n), entropy_from_sum(h_x, n), entropy_from_sum(h_r, n)

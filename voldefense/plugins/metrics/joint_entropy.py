@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voldefense.hookspecs import hookimpl
 from voldefense.plugins.metrics import _options
+from voldefense.plugins.metrics._distance import DistanceMetric
 from voldefense.specs import MetricSpec
 
 if TYPE_CHECKING:
     import torch
 
 
-class JointEntropy:
+class JointEntropy(DistanceMetric):
     """Joint entropy in bits of the position-paired intensities of each sample and the reference."""
+
+    name = "joint_entropy"
 
     def __init__(self, bins: int = _options.DEFAULT_BINS):
         self.bins = _options.check_bins(bins)
 
-    def __call__(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        from voldefense.plugins.metrics import _histogram as hist  # torch: imported on first use only
-
-        x = hist.check_samples(x)
-        ref = hist.broadcast_reference(x, reference, "joint_entropy")
+    def _score(self, hist: Any, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         return hist.joint_entropies(x, ref, self.bins, marginals=False)[0]
 
     def __repr__(self) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voldefense.hookspecs import hookimpl
 from voldefense.plugins.metrics import _options
+from voldefense.plugins.metrics._distance import DistanceMetric
 from voldefense.specs import MetricSpec
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 DEFAULT_SMOOTHING = 0.5
 
 
-class KLDivergence:
+class KLDivergence(DistanceMetric):
     """``D(p_x || p_r) = sum_k p_k log2(p_k / q_k)`` in bits, with additive smoothing.
 
     Both histograms get `smoothing` pseudo-counts per bin before normalising,
@@ -24,20 +25,20 @@ class KLDivergence:
     bin is non-empty and the divergence is always finite; identical histograms give exactly 0.
     """
 
+    name = "kl"
+
     def __init__(self, bins: int = _options.DEFAULT_BINS, smoothing: float = DEFAULT_SMOOTHING):
         self.bins = _options.check_bins(bins)
         self.smoothing = _options.check_positive(smoothing, "kl smoothing (pseudo-counts per bin)")
 
-    def __call__(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        from voldefense.plugins.metrics import _histogram as hist  # torch: imported on first use only
-
-        x = hist.check_samples(x)
-        ref = hist.broadcast_reference(x, reference, "kl")
-        n = x[0].numel() if x.shape[0] else 1
+    def _score(self, hist: Any, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        g, m, n = x.shape
         denominator = n + self.bins * self.smoothing
-        p = (hist.histograms(x, self.bins) + self.smoothing) / denominator
-        q = (hist.histograms(ref, self.bins) + self.smoothing) / denominator
-        return ((p * (p.log() - q.log())).sum(1) / math.log(2.0)).clamp_(min=0)
+        p = (hist.histograms(x.reshape(g * m, n), self.bins) + self.smoothing) / denominator
+        # The reference's histogram once per reference row (one per group), broadcast over the samples.
+        q = (hist.histograms(ref.reshape(-1, n), self.bins) + self.smoothing) / denominator
+        p, q = p.view(g, m, self.bins), q.view(*ref.shape[:2], self.bins)
+        return ((p * (p.log() - q.log())).sum(-1) / math.log(2.0)).clamp_(min=0)
 
     def __repr__(self) -> str:
         return f"KLDivergence(bins={self.bins}, smoothing={self.smoothing})"

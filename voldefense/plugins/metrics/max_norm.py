@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voldefense.hookspecs import hookimpl
+from voldefense.plugins.metrics._distance import DistanceMetric
 from voldefense.specs import MetricSpec
 
 if TYPE_CHECKING:
     import torch
 
 
-class MaxNorm:
+class MaxNorm(DistanceMetric):
     """L-infinity distance over all channels and pixels of each sample."""
 
-    def __call__(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        from voldefense.plugins.metrics import _histogram as hist  # torch: imported on first use only
+    name = "max_norm"
 
-        x = hist.check_samples(x)
-        ref = hist.broadcast_reference(x, reference, "max_norm")
-        return hist.rowwise(lambda a, b: (a - b).abs().amax(dim=1), x, ref)
+    def _score(self, hist: Any, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return hist.pixel_distance(x, ref, "max_abs")
 
     def __repr__(self) -> str:
         return "MaxNorm()"

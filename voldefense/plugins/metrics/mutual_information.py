@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voldefense.hookspecs import hookimpl
 from voldefense.plugins.metrics import _options
+from voldefense.plugins.metrics._distance import DistanceMetric
 from voldefense.specs import MetricSpec
 
 if TYPE_CHECKING:
     import torch
 
 
-class MutualInformation:
+class MutualInformation(DistanceMetric):
     """Mutual information in bits between the paired intensities of each sample and the reference.
 
     Pixels are paired by position (and channel); the joint histogram has `bins` x `bins` cells but is never
-    materialised for all samples at once (see `_histogram.sum_clogc`).
+    materialised for all samples at once (see `_histogram.joint_entropies`).
     """
+
+    name = "mi"
 
     def __init__(self, bins: int = _options.DEFAULT_BINS):
         self.bins = _options.check_bins(bins)
 
-    def __call__(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-        from voldefense.plugins.metrics import _histogram as hist  # torch: imported on first use only
-
-        x = hist.check_samples(x)
-        ref = hist.broadcast_reference(x, reference, "mi")
+    def _score(self, hist: Any, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         h_xr, h_x, h_r = hist.joint_entropies(x, ref, self.bins)
         # The plug-in estimate is >= 0 exactly; clamp away float rounding so MI never reads as negative.
         return (h_x + h_r - h_xr).clamp_(min=0)

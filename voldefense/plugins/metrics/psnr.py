@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voldefense.hookspecs import hookimpl
 from voldefense.plugins.metrics import _options
+from voldefense.plugins.metrics._distance import DistanceMetric
 from voldefense.specs import MetricSpec
 
 if TYPE_CHECKING:
@@ -15,22 +16,20 @@ if TYPE_CHECKING:
 DEFAULT_MAX_DB = 100.0
 
 
-class PSNR:
+class PSNR(DistanceMetric):
     """PSNR in dB, capped at `max_db`: identical inputs (MSE = 0) score exactly `max_db` (default 100 dB),
     never inf or NaN, and no sample scores above it."""
+
+    name = "psnr"
 
     def __init__(self, data_range: float = 1.0, max_db: float = DEFAULT_MAX_DB):
         self.data_range = _options.check_positive(data_range, "psnr data_range")
         self.max_db = _options.check_positive(max_db, "psnr max_db")
 
-    def __call__(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    def _score(self, hist: Any, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         import torch
 
-        from voldefense.plugins.metrics import _histogram as hist  # torch: imported on first use only
-
-        x = hist.check_samples(x)
-        ref = hist.broadcast_reference(x, reference, "psnr")
-        mse = hist.rowwise(lambda a, b: (a - b).square().mean(dim=1), x, ref)
+        mse = hist.pixel_distance(x, ref, "mse")
         # mse == 0 would give log10(0) = -inf; substitute 1 (any positive number) and overwrite with max_db.
         db = 10.0 * torch.log10(self.data_range**2 / torch.where(mse > 0, mse, torch.ones_like(mse)))
         return torch.where(mse > 0, db.clamp(max=self.max_db), torch.full_like(db, self.max_db))
