@@ -145,7 +145,12 @@ def _reference_tensor(
                 f"reference index {reference} is out of range: there are only {m} samples per group"
             )
         return samples.detach()[:, int(reference) : int(reference) + 1]  # a view: no gather needed
-    return samples.detach()[torch.arange(b, device=samples.device), index.to(samples.device)].unsqueeze(1)
+    index = index.to(samples.device)
+    if samples.is_contiguous():  # rows of the flat view: index_select copies whole rows (faster on CPU)
+        flat = samples.detach().reshape(b * m, *sample_shape)
+        rows = index + torch.arange(0, b * m, m, device=samples.device)
+        return flat.index_select(0, rows).unsqueeze(1)
+    return samples.detach()[torch.arange(b, device=samples.device), index].unsqueeze(1)
 
 
 def score_groups(

@@ -161,9 +161,9 @@ def resolve_device(
         device = torch.device("cuda", index)
     else:
         device = torch.device("cpu")
-    amp = use_cuda and config.training.amp != "off"
-    if config.training.amp == "on" and not use_cuda:
-        logger.warning("training.amp: on needs CUDA; training in full precision on the CPU")
+    amp = use_cuda and config.training.amp is not False
+    if config.training.amp is True and not use_cuda:
+        logger.warning("training.amp: true needs CUDA; training in full precision on the CPU")
     return device, amp
 
 

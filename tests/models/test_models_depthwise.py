@@ -83,7 +83,13 @@ def test_float32_agrees_within_float_tolerance():
 def test_decompose_flag_picks_the_path_per_instance_and_class():
     taps = DepthwiseConv3d(4, 4, 3, padding=1, groups=4)
     cpu = torch.zeros(1, 4, 3, 4, 4)
-    assert DepthwiseConv3d.decompose is None and taps.uses_taps(cpu)  # default: taps on CPU (measured)
+    # Default on CPU: the taps when autograd records (faster to train), Conv3d under no_grad (measured).
+    assert DepthwiseConv3d.decompose is None and taps.uses_taps(cpu)
+    with torch.no_grad():
+        assert not taps.uses_taps(cpu)
+    taps.weight.requires_grad_(False)
+    assert not taps.uses_taps(cpu) and taps.uses_taps(cpu.clone().requires_grad_(True))
+    taps.weight.requires_grad_(True)
     assert not taps.uses_taps(torch.zeros(1, 4, 3, 4, 4, device="meta"))  # unmeasured device: Conv3d
     taps.decompose = False
     assert not taps.uses_taps(cpu)
@@ -120,11 +126,9 @@ def test_converted_efficientnet_is_the_same_network_on_both_paths(depth_kernel):
     options = dict(num_classes=5, width=0.125, stochastic_depth=0.0, dropout=0.0)
     g = build_model("efficientnet_b0", dims=3, depth_kernel=depth_kernel, num_patches=4, **options)
     f = build_model("efficientnet_b0", dims=2, **options)
-    assert sum(p.numel() for p in g.parameters()) == sum(
-        p.numel() for p in f.parameters()
-    ) + (check_depth_kernel(depth_kernel, 4)[0] - 1) * sum(
-        m.weight.numel() for m in f.modules() if isinstance(m, nn.Conv2d)
-    )
+    assert sum(p.numel() for p in g.parameters()) == sum(p.numel() for p in f.parameters()) + (
+        check_depth_kernel(depth_kernel, 4)[0] - 1
+    ) * sum(m.weight.numel() for m in f.modules() if isinstance(m, nn.Conv2d))
     with torch.no_grad():
         for m in g.modules():  # make the cross-patch taps non-zero (they start at zero)
             if isinstance(m, DepthwiseConv3d):

@@ -37,7 +37,7 @@ def test_auto_device_trains_on_cuda_with_mixed_precision(tmp_path):
 @pytest.mark.gpu
 def test_amp_off_trains_in_full_precision(tmp_path):
     paths = run(
-        load_config(QUICKSTART, [*TINY, "training.amp=off", "attacks=[]", "training.models=[g]"]),
+        load_config(QUICKSTART, [*TINY, "training.amp=false", "attacks=[]", "training.models=[g]"]),
         tmp_path,
         device="cuda",
     )

@@ -125,7 +125,7 @@ class TrainingConfig:
     seed: int = opt(0, "seed of initialisation, data order, validation and attacks", min=0)
     num_workers: int = opt(0, "data-loader worker processes", min=0)
     augment: Literal["none", "flip", "crop_flip"] = opt("none", "training augmentation")
-    amp: Literal["auto", "on", "off"] = opt("auto", "mixed precision: 'auto' = on with CUDA, off on CPU")
+    amp: Literal["auto"] | bool = opt("auto", "mixed precision: 'auto' = on with CUDA, off on the CPU; true or false")
     val_attack_pixels: int = opt(1, "pixels of the per-epoch random_pixels attack (Figure 2)", min=1)
     validate_every: int = opt(1, "epochs between validation rows in metrics.jsonl", min=1)
     checkpoint_every: int = opt(1, "epochs between checkpoints", min=1)

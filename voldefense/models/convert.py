@@ -15,6 +15,9 @@ is reused untouched; it must therefore be dimension-agnostic (modules only, no `
 | `Flatten()` | `PatchFlatten`: `(B, C, N, h, w) → (B, N, C·h·w)`, so the classifier becomes per-patch |
 | activations, `Linear`, `Dropout`, `Identity`, `GroupNorm`, ... | kept |
 
+A depthwise Conv2d (groups = in = out channels) with dk > 1 becomes `DepthwiseConv3d`, a Conv3d subclass with
+the same parameters that runs as dk depthwise 2D convolutions where that is faster (cuDNN; CPU training).
+
 (*) With `pool_depth`, a pool also shrinks the patch axis (same window and stride as along the height) while
 the depth is at least its window, except pools marked ``keeps_depth = True`` (branches in parallel with
 convolutions). Strided convolutions never stride along the patch axis.

@@ -168,10 +168,6 @@ class SqueezeExcitation(nn.Module):
         return x * scale
 
 
-_TAPS_DEVICES = frozenset({"cuda", "cpu"})
-"""Device types on which `DepthwiseConv3d` runs as 2D taps by default (measured faster than Conv3d there)."""
-
-
 class DepthwiseConv3d(nn.Conv3d):
     """A depthwise `nn.Conv3d` (groups == in == out channels, depth stride and dilation 1, zero padding) that
     can compute itself as dk depthwise 2D convolutions, one per depth tap, summed with depth shifts.
@@ -185,11 +181,11 @@ class DepthwiseConv3d(nn.Conv3d):
     output depth ``i + pad - j``; slices that would land outside the output are computed and dropped (at most
     ``dk - 1`` of D per tap), which costs less than copying the in-range ones into a contiguous batch.
 
-    `decompose` picks the path: None (default) = by device, the 2D taps on CUDA and CPU, `nn.Conv3d`
-    elsewhere (devices where the taps were not measured, e.g. MPS); True / False force the taps /
-    `nn.Conv3d`. Set it on the class to switch every instance, or on one instance. On CPU (oneDNN) the taps
-    are slower for a few layer shapes but an EfficientNet-B0 g's training step measured ~25% faster overall
-    (docs/models.md), hence the default there too.
+    `decompose` picks the path: None (default) = by measurement per device, the 2D taps on CUDA; on CPU the
+    taps when autograd records (training, attacks: an EfficientNet-B0 g's training step measured ~25% faster)
+    and oneDNN's Conv3d under `no_grad` (inference measured ~25% faster with Conv3d); `nn.Conv3d` on other
+    devices (not measured, e.g. MPS). True / False force the taps / `nn.Conv3d`. Set it on the class to
+    switch every instance, or on one instance.
     """
 
     decompose: ClassVar[bool | None] = None
@@ -214,7 +210,13 @@ class DepthwiseConv3d(nn.Conv3d):
     def uses_taps(self, x: torch.Tensor) -> bool:
         """Whether `forward(x)` runs the 2D taps (see `decompose`)."""
         choice = self.decompose
-        return x.device.type in _TAPS_DEVICES if choice is None else bool(choice)
+        if choice is not None:
+            return bool(choice)
+        if x.device.type == "cuda":
+            return True
+        return x.device.type == "cpu" and torch.is_grad_enabled() and (
+            x.requires_grad or self.weight.requires_grad
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or not self.uses_taps(x):

@@ -27,9 +27,11 @@ class PSNR(DistanceMetric):
         self.max_db = _options.check_positive(max_db, "psnr max_db")
 
     def _score(self, hist: Any, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return hist.pixel_distance(x, ref, "mse", post=self._decibels)
+
+    def _decibels(self, mse: torch.Tensor) -> torch.Tensor:
         import torch
 
-        mse = hist.pixel_distance(x, ref, "mse")
         # mse == 0 would give log10(0) = -inf; substitute 1 (any positive number) and overwrite with max_db.
         db = 10.0 * torch.log10(self.data_range**2 / torch.where(mse > 0, mse, torch.ones_like(mse)))
         return torch.where(mse > 0, db.clamp(max=self.max_db), torch.full_like(db, self.max_db))
