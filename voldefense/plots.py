@@ -1,7 +1,7 @@
 """PNG plots of a run (matplotlib's Agg canvas, no display and no global backend switch).
 
-- `robustness_pixels.png`: attacked accuracy against the number of pixels, one line per model and attack, the
-  worst case over attacks dashed (the paper's Figure 3a/3c).
+- `robustness_pixels.png`: attacked accuracy against the number of pixels, one panel per attack and one for the
+  worst case over attacks (dashed), one line per model (the paper's Figure 3a/3c).
 - `robustness_area.png`: the same against patch area (Figure 3b/3d).
 - `training.png`: loss, validation accuracy and the 1-pixel defense success rate per epoch (Figure 2).
 """
@@ -35,46 +35,54 @@ def _save(figure: Any, path: Path) -> Path:
 
 
 def robustness_plot(results: dict[str, Any], unit: str, path: Path) -> Path | None:
-    """Attacked accuracy vs budget for every attack measured in `unit` ("pixels" or "area"); None if none."""
+    """Attacked accuracy vs budget for every attack measured in `unit` ("pixels" or "area"); None if none.
+
+    One panel per attack and one for the worst case over attacks, one line per model in each, so the legend
+    stays readable with ablations and baselines in the run."""
     rows = [r for r in results.get("rows", []) if r["size_unit"] == unit]
     if not rows:
         return None
-    figure, (ax,) = _figure()
+    labels = [label for label in results["attacks"] if any(r["attack"] == label for r in rows)]
+    worst_cells = [c for c in results.get("worst_case", []) if c["size_unit"] == unit and len(c["attacks"]) > 1]
+    panels: list[tuple[str, list[tuple[str, list[tuple[float, float]]]]]] = []
+    for label in labels:
+        lines = [
+            (
+                model,
+                sorted(
+                    (float(r["size"]), r["attacked_accuracy"])
+                    for r in rows
+                    if r["model"] == model and r["attack"] == label
+                ),
+            )
+            for model in results["models"]
+        ]
+        panels.append((f"{label}", [(m, pts) for m, pts in lines if pts]))
+    if worst_cells:
+        lines = [
+            (model, sorted((float(c["size"]), c["robust_accuracy"]) for c in worst_cells if c["model"] == model))
+            for model in results["models"]
+        ]
+        panels.append(("worst case over attacks", [(m, pts) for m, pts in lines if pts]))
+    figure, axes = _figure(len(panels))
     scale = 100.0 if unit == "area" else 1.0
-    for model in results["models"]:
-        for label in results["attacks"]:
-            mine = sorted(
-                (float(r["size"]), r["attacked_accuracy"]) for r in rows if r["model"] == model and r["attack"] == label
-            )
-            if mine:
-                ax.plot(
-                    [s * scale for s, _ in mine],
-                    [100 * a for _, a in mine],
-                    marker="o",
-                    label=f"{model}: {label}",
-                )
-        worst = sorted(
-            (float(c["size"]), c["robust_accuracy"])
-            for c in results.get("worst_case", [])
-            if c["model"] == model and c["size_unit"] == unit and len(c["attacks"]) > 1
-        )
-        if worst:
+    for ax, (title, lines) in zip(axes, panels, strict=True):
+        for model, points in lines:
             ax.plot(
-                [s * scale for s, _ in worst],
-                [100 * a for _, a in worst],
-                linestyle="--",
-                color="black",
-                alpha=0.6,
-                label=f"{model}: worst case",
+                [s * scale for s, _ in points],
+                [100 * a for _, a in points],
+                marker="o",
+                linestyle="--" if title.startswith("worst") else "-",
+                label=model,
             )
-    ax.set_xlabel("number of pixels" if unit == "pixels" else "patch area (% of image)")
-    ax.set_ylabel("accuracy under attack (%)")
-    ax.set_ylim(-2, 102)
-    if unit == "pixels":
-        ax.set_xscale("log", base=2)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("robustness vs " + ("pixels" if unit == "pixels" else "patch area"))
+        ax.set_xlabel("number of pixels" if unit == "pixels" else "patch area (% of image)")
+        ax.set_ylabel("accuracy under attack (%)")
+        ax.set_ylim(-2, 102)
+        if unit == "pixels" and len({s for _, pts in lines for s, _ in pts}) > 1:
+            ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+        ax.set_title(title, fontsize=9)
     return _save(figure, path)
 
 

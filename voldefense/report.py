@@ -2,8 +2,8 @@
 
 Every table is built from the same shape of data: `results["models"]` (one entry per row: f, g, ablations of g,
 baseline defenses) and `results["rows"]` (one per model, attack and size). A new kind of model is a new entry in
-`models`; a new per-model figure (certified accuracy, inference time, ...) is one line in `MODEL_COLUMNS`. Columns
-no model has are left out.
+`models`; a new per-model figure is one line in `MODEL_COLUMNS`. Columns no model has are left out. The main
+"Results" table puts every model's clean, attacked, worst-case and certified accuracy and its costs side by side.
 """
 
 from __future__ import annotations
@@ -38,13 +38,18 @@ def _text(value: Any) -> str:
 
 
 # (key in results["models"][name], column title, formatter). Append to add a per-model column.
+def _millis(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.2f}"
+
+
 MODEL_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("description", "model", _text),
     ("parameters", "parameters", _count),
     ("epochs", "epochs", _count),
     ("train_seconds", "train s", _seconds),
+    ("inference_ms_per_image", "inference ms/img", _millis),
     ("clean_accuracy", "clean acc %", _pct),
-    ("certified_accuracy", "certified acc %", _pct),
+    ("one_pixel_exhaustive_accuracy", "1-px exhaustive acc %", _pct),
 ]
 
 
@@ -65,6 +70,131 @@ def models_table(results: dict[str, Any]) -> list[str]:
     columns = [c for c in MODEL_COLUMNS if any(m.get(c[0]) is not None for m in models.values())]
     rows = [[f"**{name}**", *(fmt(entry.get(key)) for key, _, fmt in columns)] for name, entry in models.items()]
     return _table(["", *(title for _, title, _ in columns)], rows)
+
+
+def _budgets(cells: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
+    # Pixel budgets first, then patch areas, each ascending (the paper's column order).
+    return sorted({(c["size_unit"], float(c["size"])) for c in cells}, key=lambda b: (b[0] != "pixels", b[1]))
+
+
+def _areas(results: dict[str, Any]) -> list[tuple[float, int]]:
+    """(area, square side) of every certified area of any model, ascending."""
+    found = {
+        (float(c["area"]), int(c["square_side"]))
+        for m in results.get("models", {}).values()
+        for c in (m.get("certified") or {}).values()
+    }
+    return sorted(found)
+
+
+def main_table(results: dict[str, Any]) -> list[str]:
+    """The comparison: one row per model (f, g, ablations, baselines) with clean accuracy, each attack's
+    accuracy at each size, the worst case per budget, certified accuracy per patch area, training time and
+    inference time per image."""
+    models = results.get("models", {})
+    rows_by = {(r["model"], r["attack"], float(r["size"])): r for r in results.get("rows", [])}
+    attack_cols = []
+    for label, info in results.get("attacks", {}).items():
+        sizes = sorted({float(r["size"]) for r in results.get("rows", []) if r["attack"] == label})
+        attack_cols += [(label, size, info["size_unit"]) for size in sizes]
+    worst = {(c["model"], c["size_unit"], float(c["size"])): c for c in results.get("worst_case", [])}
+    budgets = _budgets(results.get("worst_case", []))
+    areas = _areas(results)
+    header = ["", "clean acc %"]
+    header += [f"{label} {size_label(size, unit)} %" for label, size, unit in attack_cols]
+    header += [f"worst case {size_label(size, unit)} %" for unit, size in budgets]
+    header += [f"certified {size_label(area, 'area')} ({side} px) %" for area, side in areas]
+    header += ["train s", "inference ms/img"]
+    table = []
+    for name, entry in models.items():
+        certified = {float(c["area"]): c for c in (entry.get("certified") or {}).values()}
+        row = [f"**{name}**", _pct(entry.get("clean_accuracy"))]
+        row += [
+            _pct(rows_by[(name, label, size)]["attacked_accuracy"]) if (name, label, size) in rows_by else "—"
+            for label, size, _ in attack_cols
+        ]
+        row += [
+            _pct(worst[(name, unit, size)]["robust_accuracy"]) if (name, unit, size) in worst else "—"
+            for unit, size in budgets
+        ]
+        row += [_pct(certified[area]["accuracy"]) if area in certified else "—" for area, _ in areas]
+        row += [_seconds(entry.get("train_seconds")), _millis(entry.get("inference_ms_per_image"))]
+        table.append(row)
+    return _table(header, table)
+
+
+def certified_table(results: dict[str, Any]) -> list[str]:
+    """Rows = models with a certificate (or a note why none is defined), columns = patch areas."""
+    areas = _areas(results)
+    header = ["", *(f"{size_label(area, 'area')} ({side} px square) %" for area, side in areas), "note"]
+    rows = []
+    for name, entry in results.get("models", {}).items():
+        certified = {float(c["area"]): c for c in (entry.get("certified") or {}).values()}
+        if not certified and not entry.get("certified_note"):
+            continue
+        cells = [_pct(certified[area]["accuracy"]) if area in certified else "—" for area, _ in areas]
+        rows.append([f"**{name}**", *cells, _text(entry.get("certified_note") or "")])
+    return _table(header, rows) if rows else []
+
+
+def checks_section(results: dict[str, Any]) -> list[str]:
+    """The budget-convergence and gradient-masking checks (docs/rigor.md) as tables."""
+    lines: list[str] = []
+    convergence = results.get("convergence") or []
+    if convergence:
+        rows = []
+        for c in convergence:
+            if c.get("held") is None:
+                verdict = f"n.a. ({c.get('reason', '')})"
+            else:
+                verdict = "held" if c["held"] else "**NOT held**"
+            rows.append(
+                [
+                    f"**{c['model']}**",
+                    size_label(c["size"], c["size_unit"]),
+                    f"`{c['attack']}`",
+                    _pct(c.get("base_acc")),
+                    _pct(c.get("doubled_acc")),
+                    _signed_pct(None if c.get("drop") is None else 0.0 - c["drop"] + 0.0),
+                    _text(verdict),
+                ]
+            )
+        tolerance = 100 * float(convergence[0].get("tolerance", 0.0))
+        lines += [
+            "",
+            "### Budget convergence",
+            "",
+            "Per model and budget, the strongest attack (lowest robust accuracy) is rerun on the same images "
+            f"with the same seed and twice its iterations / queries; the check holds when robust accuracy drops "
+            f"by at most {tolerance:.1f} points.",
+            "",
+            *_table(["", "budget", "strongest attack", "robust %", "doubled %", "change", "verdict"], rows),
+        ]
+    masking = [m for m in results.get("masking") or [] if m.get("applicable")]
+    if masking:
+        rows = [
+            [
+                f"**{m['model']}**",
+                size_label(m["size"], m["size_unit"]),
+                f"`{m['best_white_box']}` {_pct(m['best_white_box_acc'])}",
+                f"`{m['best_black_box']}` {_pct(m['best_black_box_acc'])}",
+                _count(m.get("black_box_only")),
+                "**FLAGGED**" if m["flagged"] else "ok",
+            ]
+            for m in masking
+        ]
+        tolerance = 100 * float(masking[0].get("tolerance", 0.0))
+        lines += [
+            "",
+            "### Gradient masking",
+            "",
+            "Flagged when the best black-box attack's robust accuracy is below the best white-box attack's by "
+            f"more than {tolerance:.1f} points at the same budget. 'black-box only': images only a black-box "
+            "attack broke.",
+            "",
+            *_table(["", "budget", "best white-box %", "best black-box %", "black-box only", "verdict"], rows),
+        ]
+    return lines
 
 
 def attack_table(results: dict[str, Any], label: str) -> list[str]:
@@ -95,14 +225,21 @@ def attack_table(results: dict[str, Any], label: str) -> list[str]:
                 else ["—", "—", "—"]
             )
         rows.append(row)
+        views = list(dict.fromkeys(v for r in mine.values() for v in r.get("views", {})))
+        for view in views:  # a defense's attack views; the row above is the worst case per image over them
+            cells = [f"↳ {model} view `{view}`", "—"]
+            for size in sizes:
+                r = mine.get(size)
+                acc = r.get("views", {}).get(view, {}).get("attacked_accuracy") if r else None
+                cells += [_pct(acc), "—", "—"]
+            rows.append(cells)
     return _table(header, rows)
 
 
 def worst_case_table(results: dict[str, Any]) -> list[str]:
     """Rows = models, columns = budgets: the share of images no attack at that budget fooled."""
     cells = results.get("worst_case", [])
-    # Pixel budgets first, then patch areas, each ascending (the paper's column order).
-    budgets = sorted({(c["size_unit"], float(c["size"])) for c in cells}, key=lambda b: (b[0] != "pixels", b[1]))
+    budgets = _budgets(cells)
     header = ["", *(size_label(size, unit) for unit, size in budgets)]
     rows = []
     for model in results["models"]:
@@ -141,6 +278,15 @@ def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = (
         "Accuracies in %; δ = attacked − clean accuracy (points); DSR = defense success rate, the share of "
         "clean-correct images still correct after the attack. Definitions: docs/evaluation.md.",
         "",
+        "## Results",
+        "",
+        "One row per model: the undefended f, the volumized g, g's ablations (g_<ablation>) and the baseline "
+        "defenses, on the same images with the same attacks. Worst case: an image counts only if it is "
+        "correct clean and after every attack at that budget. Certified: correct and provably robust to any "
+        "square patch of that size.",
+        "",
+        *main_table(results),
+        "",
         "## Models",
         "",
         *models_table(results),
@@ -155,6 +301,20 @@ def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = (
             "",
             *worst_case_table(results),
         ]
+    certified = certified_table(results)
+    if certified:
+        lines += [
+            "",
+            "## Certified accuracy",
+            "",
+            "Share of images classified correctly *and* certified against every square patch of the side shown "
+            "(the patch area rounded up to a square; docs/certification.md).",
+            "",
+            *certified,
+        ]
+    checks = checks_section(results)
+    if checks:
+        lines += ["", "## Evaluation checks", *checks]
     for label, info in results.get("attacks", {}).items():
         kind = "white-box" if info.get("white_box") else "black-box"
         options = "".join(f", {k}={v}" for k, v in info.get("options", {}).items())

@@ -15,11 +15,14 @@ A sequence of small steps, each a plain function of built objects::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -236,13 +239,21 @@ def train_images_for_curriculum(dataset: Dataset, num_workers: int = 0) -> Any:
 
 # -- models ------------------------------------------------------------------------------------------------
 
+# What each ablation changes in g (docs/rigor.md, "Ablations"); the rest of g's configuration is kept.
+ABLATION_CHANGES: dict[str, str] = {
+    "identity_order": "patches in row-major order instead of ranked (volumizer.ranking: identity)",
+    "random_order": "a random patch order per image instead of ranked (volumizer.ranking: random)",
+    "no_pal": "trained with cross_entropy on its aggregated image logits instead of the Patch Aggregate Loss",
+    "no_curriculum": "trained on a plain shuffle instead of the curriculum",
+}
+
 
 @dataclass
 class ModelPlan:
     """One row of the report: a model to train (or load) and evaluate, with everything built."""
 
     name: str
-    kind: Literal["f", "g"]
+    kind: Literal["f", "g", "ablation"]
     model: nn.Module
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     loss_target: Literal["image", "patch"]
@@ -250,72 +261,155 @@ class ModelPlan:
     description: str
     signature: str
     info: dict[str, Any] = field(default_factory=dict)
+    ablation: str | None = None
 
 
-def _signature(config: Config, kind: str) -> str:
+def _signature(config: Config, kind: str, variant: Any = None) -> str:
     """A digest of what determines a model's architecture, so a mismatched checkpoint is refused."""
     parts = {"model": config_to_dict(config)["model"], "kind": kind}
-    if kind == "g":
+    if variant is not None:  # only when set, so f's and g's digests are those of runs made before variants
+        parts["variant"] = variant
+    if kind in ("g", "ablation"):
         parts["volumizer"] = config_to_dict(config)["volumizer"]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _backbone_options(config: Config, in_channels: int) -> dict[str, Any]:
+    return dict(width=config.model.width, stem=config.model.stem, in_channels=in_channels, **config.model.options)
+
+
+def make_f_factory(config: Config, num_classes: int) -> Callable[[int], nn.Module]:
+    """``make_model(in_channels)``: a fresh, untrained f of the run's architecture (what baselines are built
+    from), initialised from the run's seed so every baseline starts where f started."""
+    from voldefense.models.factory import build_model
+
+    def make_model(in_channels: int) -> nn.Module:
+        torch.manual_seed(config.training.seed)
+        return build_model(
+            config.model.backbone, dims=2, num_classes=num_classes, **_backbone_options(config, in_channels)
+        )
+
+    return make_model
 
 
 def build_models(config: Config, data: RunData, registry: Any = None) -> dict[str, ModelPlan]:
-    """Build f and/or g with their losses; plugin names are resolved here and nowhere later."""
-    from voldefense.models.defended import DefendedClassifier
+    """Build f, g and g's ablations with their losses; plugin names are resolved here and nowhere later."""
     from voldefense.models.factory import build_model
-    from voldefense.volumizer import Volumizer
 
     if registry is None:
         from voldefense.registry import get_registry
 
         registry = get_registry()
-    channels, height, width = data.image_shape
-    common = dict(width=config.model.width, stem=config.model.stem, in_channels=channels, **config.model.options)
+    channels = data.image_shape[0]
     plans: dict[str, ModelPlan] = {}
     for kind in config.training.models:
+        if kind == "g":
+            plans["g"] = _build_g(config, data, registry)
+            continue
         torch.manual_seed(config.training.seed)  # the same initial weights whatever else the run builds
-        loss_name = getattr(config.loss, kind)
-        loss_spec = registry.get("loss", loss_name)
-        loss = loss_spec.build(**getattr(config.loss, f"{kind}_options"))
-        info: dict[str, Any] = {"backbone": config.model.backbone, "loss": loss_name}
-        if kind == "f":
-            model = build_model(config.model.backbone, dims=2, num_classes=data.num_classes, **common)
-            description = f"undefended 2D {config.model.backbone}"
-        else:
-            vol = config.volumizer
-            patch = tuple(vol.patch) if isinstance(vol.patch, list) else vol.patch
-            volumizer = Volumizer(
-                patch_size=patch,
-                metric=vol.metric,
-                reference=vol.reference,
-                order=vol.order,
-                ranking=vol.ranking,
-                pad=vol.pad,
-                metric_options=vol.metric_options or None,
-            )
-            num_patches = volumizer.num_patches((height, width))
-            backbone = build_model(
-                config.model.backbone,
-                dims=3,
-                num_classes=data.num_classes,
-                depth_kernel=config.model.depth_kernel,
-                pool_depth=config.model.pool_depth,
-                num_patches=num_patches,
-                **common,
-            )
-            model = DefendedClassifier(volumizer, backbone, aggregation=config.model.aggregation)
-            description = f"volumized 3D {config.model.backbone}, {vol.ranking} ranking by {vol.metric}, {loss_name}"
-            info.update(metric=vol.metric, ranking=vol.ranking, patches=num_patches)
-        curriculum = config.syllabus.enabled and kind in config.syllabus.apply_to
+        loss_spec = registry.get("loss", config.loss.f)
+        loss = loss_spec.build(**config.loss.f_options)
+        model = build_model(
+            config.model.backbone, dims=2, num_classes=data.num_classes, **_backbone_options(config, channels)
+        )
+        curriculum = config.syllabus.enabled and "f" in config.syllabus.apply_to
+        description = f"undefended 2D {config.model.backbone}"
         if curriculum:
             description += f", curriculum by {config.syllabus.metric}"
-        info["parameters"] = sum(p.numel() for p in model.parameters())
-        info["curriculum"] = curriculum
-        plans[kind] = ModelPlan(
-            kind, kind, model, loss, loss_spec.target, curriculum, description, _signature(config, kind), info
+        info = {
+            "backbone": config.model.backbone,
+            "loss": config.loss.f,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "curriculum": curriculum,
+        }
+        plans["f"] = ModelPlan(
+            "f", "f", model, loss, loss_spec.target, curriculum, description, _signature(config, "f"), info
         )
+    for ablation in config.ablations:
+        if ablation in ("identity_order", "random_order") and config.model.depth_kernel == 1:
+            if not config.model.pool_depth:
+                logger.warning(
+                    "ablation %s: with model.depth_kernel 1 and no depth pooling each patch's logits depend on "
+                    "its own pixels only, so the patch order cannot matter and g_%s reproduces g",
+                    ablation,
+                    ablation,
+                )
+        plan = _build_g(config, data, registry, ablation)
+        plans[plan.name] = plan
     return plans
+
+
+def _build_g(config: Config, data: RunData, registry: Any, ablation: str | None = None) -> ModelPlan:
+    """g, or g with one part changed (`ablation`, see `ABLATION_CHANGES`); same seed, so the same initial
+    weights as g wherever the architecture is the same."""
+    from voldefense.models.defended import DefendedClassifier
+    from voldefense.models.factory import build_model
+    from voldefense.volumizer import Volumizer
+
+    channels, height, width = data.image_shape
+    vol = config.volumizer
+    ranking = {"identity_order": "identity", "random_order": "random"}.get(ablation or "", vol.ranking)
+    loss_name, loss_options = config.loss.g, config.loss.g_options
+    if ablation == "no_pal":
+        loss_name, loss_options = "cross_entropy", {}
+    curriculum = config.syllabus.enabled and "g" in config.syllabus.apply_to and ablation != "no_curriculum"
+    torch.manual_seed(config.training.seed)
+    loss_spec = registry.get("loss", loss_name)
+    loss = loss_spec.build(**loss_options)
+    patch = tuple(vol.patch) if isinstance(vol.patch, list) else vol.patch
+    volumizer = Volumizer(
+        patch_size=patch,
+        metric=vol.metric,
+        reference=vol.reference,
+        order=vol.order,
+        ranking=ranking,
+        pad=vol.pad,
+        metric_options=vol.metric_options or None,
+    )
+    num_patches = volumizer.num_patches((height, width))
+    backbone = build_model(
+        config.model.backbone,
+        dims=3,
+        num_classes=data.num_classes,
+        depth_kernel=config.model.depth_kernel,
+        pool_depth=config.model.pool_depth,
+        num_patches=num_patches,
+        **_backbone_options(config, channels),
+    )
+    model = DefendedClassifier(volumizer, backbone, aggregation=config.model.aggregation)
+    ranked = f"ranking by {vol.metric}" if ranking == "metric" else f"{ranking} patch order"
+    description = f"volumized 3D {config.model.backbone}, {ranked}, {loss_name}"
+    if curriculum:
+        description += f", curriculum by {config.syllabus.metric}"
+    if ablation:
+        description = f"ablation of g ({ablation}): {description}"
+    info: dict[str, Any] = {
+        "backbone": config.model.backbone,
+        "loss": loss_name,
+        "metric": vol.metric,
+        "ranking": ranking,
+        "patches": num_patches,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "curriculum": curriculum,
+    }
+    if ablation:
+        info.update(ablation=ablation, change=ABLATION_CHANGES[ablation])
+    name = f"g_{ablation}" if ablation else "g"
+    kind: Literal["g", "ablation"] = "ablation" if ablation else "g"
+    return ModelPlan(
+        name,
+        kind,
+        model,
+        loss,
+        loss_spec.target,
+        curriculum,
+        description,
+        # Loss and curriculum do not change the architecture, but a checkpoint of one ablation must never be
+        # mistaken for another's.
+        _signature(config, kind, ablation),
+        info,
+        ablation,
+    )
 
 
 # -- training ----------------------------------------------------------------------------------------------
@@ -457,6 +551,147 @@ def train_models(
     return histories
 
 
+# -- baseline defenses ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Baseline:
+    """One baseline defense of the run (a report row): the built plugin and, once fitted, its `DefendedModel`."""
+
+    name: str
+    plugin: str
+    options: dict[str, Any]
+    defense: Any
+    signature: str
+    defended: Any = None  # voldefense.defenses.DefendedModel after `fit_baselines`
+    history: list[dict[str, Any]] | None = None  # epochs of the runner's training loop; None: nothing trained
+
+
+def build_baselines(config: Config, registry: Any = None) -> dict[str, Baseline]:
+    """Build every configured defense plugin (names resolved here, once); nothing is trained yet."""
+    from voldefense.config.load import defense_label
+
+    if registry is None:
+        from voldefense.registry import get_registry
+
+        registry = get_registry()
+    out: dict[str, Baseline] = {}
+    for entry in config.defenses:
+        label = defense_label(entry)
+        defense = registry.get("defense", entry.name).build(**entry.options)
+        signature = _signature(config, "defense", {"plugin": entry.name, "options": entry.options})
+        out[label] = Baseline(label, entry.name, dict(entry.options), defense, signature)
+    return out
+
+
+def _probe_images(data: RunData, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first training images: what `Defense.fit` receives as `images` (it reads their shape; the runner's
+    trainer streams the whole training set from the dataset, so no float copy of it is ever held)."""
+    indices = torch.arange(min(count, len(data.train)))
+    return _dataset_tensors(data.train, indices)
+
+
+def fit_baselines(
+    baselines: dict[str, Baseline],
+    plans: dict[str, ModelPlan],
+    config: Config,
+    data: RunData,
+    paths: RunPaths,
+    *,
+    device: torch.device,
+    amp: bool,
+    context: DistContext,
+    resume: bool,
+    registry: Any,
+    callbacks: Sequence[EpochCallback] = (),
+    load_only: bool = False,
+) -> None:
+    """Fit every baseline with f's architecture, data and budget (`Defense.fit` with the runner's f factory,
+    ``base_model`` = the trained f, and a trainer that is the runner's own loop: same optimizer, schedule,
+    epochs, batch size, augmentation and seed as f, a checkpoint per epoch, resumable). A baseline finished
+    before an interruption is loaded, not retrained; `load_only` (``voldefense evaluate``) only loads."""
+    from voldefense.defenses import TrainBudget
+
+    make_model = make_f_factory(config, data.num_classes)
+    f_loss_spec = registry.get("loss", config.loss.f)
+    budget = TrainBudget(
+        epochs=config.training.epochs,
+        batch_size=config.training.batch_size,
+        lr=config.optimizer.lr,
+        seed=config.training.seed,
+        device=device,
+        weight_decay=config.optimizer.weight_decay,
+    )
+    base_model = plans["f"].model if "f" in plans else None
+    probe_images, probe_labels = _probe_images(data, config.training.batch_size)
+    for name, baseline in baselines.items():
+        checkpoint = paths.checkpoint(name)
+
+        def trainer(
+            model: nn.Module,
+            images: torch.Tensor,  # noqa: ARG001 - the runner streams the training set itself
+            labels: torch.Tensor,  # noqa: ARG001
+            transform: Any,
+            name: str = name,
+            baseline: Baseline = baseline,
+            checkpoint: Path = checkpoint,
+        ) -> None:
+            state = load_checkpoint(checkpoint) if checkpoint.is_file() and (resume or load_only) else None
+            if state is not None and state.get("complete"):
+                if state.get("signature") != baseline.signature:
+                    raise CheckpointError(f"checkpoint {checkpoint} was written for a different defense configuration")
+                load_weights(model, state["model"], path=checkpoint)
+                model.to(device).eval()
+                baseline.history = list(state.get("history", []))
+                if context.is_main and not load_only:
+                    _rewrite_metrics(paths, name, baseline.history)
+                logger.info("%s: already trained (%d epochs), loaded from %s", name, state["epoch"], checkpoint)
+                return
+            if load_only:
+                raise CheckpointError(
+                    f"checkpoint {checkpoint} is missing or from an unfinished training; finish it with "
+                    f"voldefense run {paths.config} --out {paths.root} --resume"
+                )
+            if state is not None and context.is_main:
+                _rewrite_metrics(paths, name, list(state.get("history", [])))
+            job = TrainJob(
+                name,
+                model,
+                f_loss_spec.build(**config.loss.f_options),
+                "image",
+                data.train,
+                ShuffleSampler(len(data.train), seed=config.training.seed),
+                checkpoint,
+                baseline.signature,
+                transform=transform,
+            )
+
+            def write_row(model_name: str, epoch: int, record: dict[str, Any]) -> None:
+                if context.is_main:
+                    _append_metrics(paths, record)
+
+            # No per-epoch validation: the trained network need not take images (smoothing's base takes 2C
+            # channels); the baseline is evaluated as a whole afterwards.
+            baseline.history = train(
+                job,
+                config.training,
+                config.optimizer,
+                config.schedule,
+                device=device,
+                amp=amp,
+                context=context,
+                validate=None,
+                resume=resume,
+                on_epoch_end=[write_row, *callbacks],
+            )
+
+        logger.info("fitting baseline %s (%s)", name, baseline.plugin)
+        baseline.defended = baseline.defense.fit(
+            make_model, probe_images, probe_labels, budget, base_model=base_model, trainer=trainer
+        ).to(device)
+        baseline.defended.model.eval()
+
+
 # -- evaluation --------------------------------------------------------------------------------------------
 
 
@@ -464,24 +699,120 @@ def attack_label(attack: AttackConfig) -> str:
     return attack.label or attack.name
 
 
-def _build_attack(attack: AttackConfig, plans: dict[str, ModelPlan], registry: Any) -> Any:
-    """Build an attack plugin; a `source_model` option naming a model (e.g. "f") becomes that trained model."""
-    options = dict(attack.options)
+@dataclass
+class EvalTarget:
+    """What the evaluation sees of one report row: the classifier, the modules attacks target (one per attack
+    view; all with the classifier's forward values) and, where defined, a certifier.
+
+    ``certify(images, labels, sides)`` returns, per square side in pixels, a ``(B,)`` bool tensor "correct and
+    certified"; `no_certificate` says why a row has none (empty when it has one)."""
+
+    name: str
+    model: nn.Module
+    views: dict[str, nn.Module]
+    certify: Callable[[torch.Tensor, torch.Tensor, Sequence[int]], dict[int, torch.Tensor]] | None = None
+    no_certificate: str = ""
+
+
+def _g_certifier(plan: ModelPlan, config: Config, data: RunData) -> tuple[Callable | None, str]:
+    """Majority-vote certification of g (docs/certification.md) where its premises hold, else the reason."""
+    from voldefense.evaluation.certify import certify_majority_vote
+
+    reasons = []
+    if config.model.depth_kernel != 1:
+        reasons.append(f"model.depth_kernel is {config.model.depth_kernel}, not 1")
+    if config.model.pool_depth:
+        reasons.append("model.pool_depth is true")
+    if config.model.aggregation != "majority_vote":
+        reasons.append(f"model.aggregation is {config.model.aggregation}, not majority_vote")
+    if reasons:
+        return None, "not defined: " + "; ".join(reasons)
+    vol = config.volumizer
+    patch = tuple(vol.patch) if isinstance(vol.patch, list) else vol.patch
+    image_size = data.image_shape[1:]
+    model = plan.model
+
+    @torch.no_grad()
+    def certify(images: torch.Tensor, labels: torch.Tensor, sides: Sequence[int]) -> dict[int, torch.Tensor]:
+        device = next(model.parameters()).device
+        step = config.training.eval_batch_size
+        model.eval()
+        logits = torch.cat(
+            [model.patch_logits(images[i : i + step].to(device)).float().cpu() for i in range(0, len(images), step)]
+        )
+        return {
+            side: certify_majority_vote(logits, labels.cpu(), side, patch, image_size, pad=vol.pad) for side in sides
+        }
+
+    return certify, ""
+
+
+def eval_targets(
+    plans: dict[str, ModelPlan], baselines: dict[str, Baseline], config: Config, data: RunData
+) -> dict[str, EvalTarget]:
+    """Every report row as an `EvalTarget`, in report order: f, g, g's ablations, then the baselines."""
+    targets: dict[str, EvalTarget] = {}
+    for name, plan in plans.items():
+        certify, reason = (None, "") if plan.kind == "f" else _g_certifier(plan, config, data)
+        targets[name] = EvalTarget(name, plan.model, {"model": plan.model}, certify, reason)
+    for name, baseline in baselines.items():
+        defended = baseline.defended
+        targets[name] = EvalTarget(
+            name,
+            defended.model,
+            {view: defended.model_for_attack(view) for view in defended.view_names},
+            defended.certify if defended.certifiable else None,
+            "" if defended.certifiable else "the defense has no certificate",
+        )
+    return targets
+
+
+def _build_attack(attack: AttackConfig, models: dict[str, Any], registry: Any, options: dict | None = None) -> Any:
+    """Build an attack plugin; a `source_model` option naming a model (e.g. "f") becomes that trained model.
+
+    `models` maps names to `ModelPlan`s or `EvalTarget`s (anything with ``.model``); `options` replaces the
+    attack's options (the budget-convergence rerun doubles them)."""
+    options = dict(attack.options if options is None else options)
     source = options.get("source_model")
     if isinstance(source, str):
-        if source not in plans:
+        if source not in models:
             raise ConfigError(
                 f"attacks ({attack_label(attack)}).options.source_model: {source!r} is not a trained model "
-                f"(trained: {', '.join(plans)})"
+                f"(trained: {', '.join(models)})"
             )
-        options["source_model"] = plans[source].model
-    elif options.get("source") == "transfer" and source is None and "f" in plans:
-        options["source_model"] = plans["f"].model  # the paper's setting: the patch is trained on f
+        options["source_model"] = models[source].model
+    elif options.get("source") == "transfer" and source is None and "f" in models:
+        options["source_model"] = models["f"].model  # the paper's setting: the patch is trained on f
     return registry.get("attack", attack.name).build(**options)
 
 
-def empty_results(config: Config, plans: dict[str, ModelPlan], data: RunData) -> dict[str, Any]:
+def _model_entry(name: str, target: Any) -> dict[str, Any]:
+    if isinstance(target, ModelPlan):
+        return {"kind": target.kind, "description": target.description, **target.info}
+    defended = target.defended
+    entry = {
+        "kind": "defense",
+        "description": defended.name,
+        "plugin": target.plugin,
+        "options": _jsonable(target.options),
+        "views": list(defended.view_names),
+        "info": _jsonable(defended.info),
+        "parameters": sum(p.numel() for p in defended.model.parameters()),
+    }
+    if target.history is not None:
+        entry["epochs"] = len(target.history)
+        entry["train_seconds"] = float(sum(r.get("seconds", 0.0) for r in target.history))
+    else:  # nothing trained (e.g. a filter in front of the run's f)
+        entry["epochs"] = 0
+        entry["train_seconds"] = float(defended.train_seconds)
+    return entry
+
+
+def empty_results(
+    config: Config, plans: dict[str, ModelPlan], data: RunData, baselines: dict[str, Baseline] | None = None
+) -> dict[str, Any]:
     """The results document before any evaluation: one entry per model (a report row), no attack rows yet."""
+    rows_of: dict[str, Any] = {**plans, **(baselines or {})}
     return {
         "version": RESULTS_VERSION,
         "complete": False,
@@ -490,12 +821,12 @@ def empty_results(config: Config, plans: dict[str, ModelPlan], data: RunData) ->
             "classes": len(data.classes),
             "image_shape": list(data.image_shape),
         },
-        "models": {
-            name: {"kind": plan.kind, "description": plan.description, **plan.info} for name, plan in plans.items()
-        },
+        "models": {name: _model_entry(name, target) for name, target in rows_of.items()},
         "attacks": {},
         "rows": [],
         "worst_case": [],
+        "convergence": [],
+        "masking": [],
     }
 
 
@@ -503,15 +834,137 @@ def _row_key(row: dict[str, Any]) -> tuple:
     return (row["model"], row["attack"], float(row["size"]))
 
 
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block from a fixed torch RNG state and restore the caller's afterwards: stochastic parts of a
+    model (a random patch order) then give every evaluation row the same draws, in any order and on resume."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 @torch.no_grad()
 def _clean_accuracy(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device
 ) -> float:
+    return _clean_pass(model, images, labels, batch_size, device)[0]
+
+
+@torch.no_grad()
+def _clean_pass(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device
+) -> tuple[float, float]:
+    """(clean accuracy, inference milliseconds per image): one timed pass over the images in eval batches."""
     from voldefense.attacks.base import predict_logits
 
     model.eval()
-    logits = predict_logits(model, images.to(device), batch_size)
-    return float((logits.argmax(1).cpu() == labels).float().mean())
+    images = images.to(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    logits = predict_logits(model, images, batch_size)
+    predictions = logits.argmax(1).cpu()  # .cpu() waits for the device, so the time is the whole pass
+    seconds = time.perf_counter() - started
+    accuracy = float((predictions == labels).float().mean()) if len(labels) else float("nan")
+    return accuracy, 1000.0 * seconds / max(len(labels), 1)
+
+
+def attack_target(
+    target: EvalTarget,
+    attack: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    size: float | int,
+    *,
+    seed: int,
+    batch_size: int | None,
+    device: torch.device,
+) -> tuple[Any, dict[str, dict[str, float]]]:
+    """Attack every view of `target`; returns the per-image worst case over the views as one `AttackOutcome`
+    (a copy of an image counts as correct only if it is correct under every view's attack) and, for several
+    views, each view's own attacked and robust accuracy."""
+    from voldefense.evaluation import AttackOutcome, evaluate_attack
+
+    outcomes = {}
+    for view, module in target.views.items():
+        with _seeded(seed, device):
+            outcomes[view] = evaluate_attack(
+                module, attack, images.to(device), labels.to(device), size, seed=seed, batch_size=batch_size
+            )
+    if len(outcomes) == 1:
+        return next(iter(outcomes.values())), {}
+    first = next(iter(outcomes.values()))
+    adversarial = [o.adversarial_correct for o in outcomes.values()]
+    if len({a.shape for a in adversarial}) == 1:
+        worst = torch.stack(adversarial).all(0)
+    else:  # views returned different numbers of copies: keep them all, one failure breaks the image
+        worst = torch.cat(adversarial)
+    clean = torch.stack([o.clean_correct for o in outcomes.values()]).all(0)
+    combined = AttackOutcome(
+        clean_correct=clean,
+        adversarial_correct=worst,
+        queries=sum(o.queries for o in outcomes.values()),
+        seconds=sum(o.seconds for o in outcomes.values()),
+        labels=first.labels,
+        size=first.size,
+        iterations=max(o.iterations for o in outcomes.values()),
+    )
+    per_view = {
+        view: {
+            "attacked_accuracy": o.summary().attacked_accuracy,
+            "robust_accuracy": float((o.clean_correct & o.adversarial_correct.all(0)).float().mean()),
+        }
+        for view, o in outcomes.items()
+    }
+    return combined, per_view
+
+
+def certify_areas(config: Config, registry: Any) -> list[float]:
+    """The patch areas certified: `evaluation.certify_areas`, else every size of the configured patch attacks."""
+    if config.evaluation.certify_areas is not None:
+        return sorted(set(config.evaluation.certify_areas))
+    areas = set()
+    for attack in config.attacks:
+        if registry.get("attack", attack.name).size_unit == "area":
+            areas.update(float(s) for s in attack.sizes)
+    return sorted(areas)
+
+
+def _certify_target(
+    target: EvalTarget, config: Config, data: RunData, images: torch.Tensor, labels: torch.Tensor, registry: Any
+) -> dict[str, Any]:
+    """Per area: the square side it is certified for and the certified accuracy (correct and certified)."""
+    from voldefense.evaluation.certify import certified_accuracy, square_side_for_area
+
+    _, height, width = data.image_shape
+    areas = certify_areas(config, registry)
+    sides = {area: square_side_for_area(area, height, width) for area in areas}
+    per_side = target.certify(images, labels, sorted(set(sides.values()))) if areas else {}
+    return {
+        f"{area:g}": {
+            "area": area,
+            "square_side": side,
+            "images": len(labels),
+            "accuracy": certified_accuracy(per_side[side]),
+        }
+        for area, side in sides.items()
+    }
+
+
+def check_against_data(config: Config, data: RunData, registry: Any) -> None:
+    """Rules that need the data (image size), checked before anything is trained."""
+    _, height, width = data.image_shape
+    for i, attack in enumerate(config.attacks):
+        if attack.name != "pixel_exhaustive":
+            continue
+        limit = attack.options.get("max_pixels")
+        if limit is None:
+            limit = inspect.signature(registry.get("attack", attack.name).factory).parameters["max_pixels"].default
+        if height * width > limit:
+            raise ConfigError(
+                f"attacks[{i}]: pixel_exhaustive is for images up to {limit} pixels (CIFAR size) and these are "
+                f"{height}x{width}; remove it, or raise attacks[{i}].options.max_pixels to run it anyway"
+            )
 
 
 def evaluate_models(
@@ -525,35 +978,43 @@ def evaluate_models(
     histories: dict[str, list[dict[str, Any]]] | None = None,
     attacks: Sequence[AttackConfig] | None = None,
     previous: dict[str, Any] | None = None,
+    baselines: dict[str, Baseline] | None = None,
 ) -> dict[str, Any]:
-    """Attack every model with every configured attack at every size; results.json is saved after each row,
-    and rows already present in `previous` (an interrupted evaluation) are kept, not recomputed."""
-    from voldefense.evaluation import evaluate_attack
-
-    results = empty_results(config, plans, data)
+    """Attack every model (f, g, ablations, baselines) with every configured attack at every size; then the
+    worst case, certification and the rigor checks. results.json is saved after each row, and rows (and
+    convergence checks) already present in `previous` (an interrupted evaluation) are kept, not recomputed."""
+    baselines = baselines or {}
+    targets = eval_targets(plans, baselines, config, data)
+    results = empty_results(config, plans, data, baselines)
     done: dict[tuple, dict[str, Any]] = {}
     if previous:
         done = {_row_key(r): r for r in previous.get("rows", [])}
     attacks = list(config.attacks if attacks is None else attacks)
     max_images = max([a.images for a in config.attacks] + [config.data.val_size])
-    for name, plan in plans.items():
-        plan.model.to(device).eval()
+    clean_images, clean_labels = data.eval_images[:max_images], data.eval_labels[:max_images]
+    for name, target in targets.items():
+        target.model.to(device).eval()
         entry = results["models"][name]
-        entry["clean_accuracy"] = _clean_accuracy(
-            plan.model,
-            data.eval_images[:max_images],
-            data.eval_labels[:max_images],
-            config.training.eval_batch_size,
-            device,
-        )
-        entry["clean_images"] = int(min(max_images, len(data.eval_labels)))
+        with _seeded(config.training.seed, device):
+            accuracy, ms = _clean_pass(
+                target.model, clean_images, clean_labels, config.training.eval_batch_size, device
+            )
+        entry["clean_accuracy"] = accuracy
+        entry["clean_images"] = len(clean_labels)
+        entry["inference_ms_per_image"] = ms
         if histories and name in histories:
             entry["epochs"] = len(histories[name])
             entry["train_seconds"] = float(sum(r.get("seconds", 0.0) for r in histories[name]))
+        if config.evaluation.certify and entry["kind"] != "f":
+            if target.certify is None:
+                entry["certified_note"] = target.no_certificate
+            else:
+                with _seeded(config.training.seed, device):
+                    entry["certified"] = _certify_target(target, config, data, clean_images, clean_labels, registry)
     for attack in attacks:
         label = attack_label(attack)
         spec = registry.get("attack", attack.name)
-        built = _build_attack(attack, plans, registry)
+        built = _build_attack(attack, targets, registry)
         results["attacks"][label] = {
             "plugin": attack.name,
             "size_unit": spec.size_unit,
@@ -563,8 +1024,7 @@ def evaluate_models(
             "options": _jsonable(attack.options),
         }
         images, labels = data.eval_images[: attack.images], data.eval_labels[: attack.images]
-        for name in attack.models or list(plans):
-            plan = plans[name]
+        for name in attack.models or list(targets):
             for size in attack.sizes:
                 size_arg: float | int = int(size) if spec.size_unit == "pixels" else float(size)
                 key = (name, label, float(size))
@@ -572,17 +1032,15 @@ def evaluate_models(
                     results["rows"].append(done[key])
                     continue
                 logger.info("attacking %s with %s at size %s on %d images", name, label, size_arg, len(labels))
-                batch_size = {None: config.training.eval_batch_size, "all": None}.get(
-                    attack.batch_size, attack.batch_size
-                )
-                outcome = evaluate_attack(
-                    plan.model,
+                outcome, per_view = attack_target(
+                    targets[name],
                     built,
-                    images.to(device),
-                    labels.to(device),
+                    images,
+                    labels,
                     size_arg,
-                    seed=config.training.seed if attack.seed is None else attack.seed,
-                    batch_size=batch_size,
+                    seed=_attack_seed(attack, config),
+                    batch_size=_attack_batch(attack, config),
+                    device=device,
                 )
                 row = {
                     "model": name,
@@ -592,12 +1050,131 @@ def evaluate_models(
                     **_jsonable(outcome.summary().as_dict()),
                     "survived": _survived(outcome),
                 }
+                if per_view:
+                    row["views"] = _jsonable(per_view)
                 results["rows"].append(row)
                 atomic_write_text(paths.results, json.dumps(results, indent=2))  # nothing computed is lost
     results["worst_case"] = worst_case_rows(results["rows"])
+    _one_pixel_exhaustive(results)
+    white_box = {label: info["white_box"] for label, info in results["attacks"].items()}
+    from voldefense.evaluation.checks import masking_checks
+
+    results["masking"] = [
+        m.as_dict()
+        for m in masking_checks(
+            [r for r in results["rows"] if r["attack"] in white_box],
+            white_box,
+            tolerance=config.evaluation.masking_tolerance,
+        )
+    ]
+    if config.evaluation.convergence_check:
+        results["convergence"] = convergence_checks(
+            results, targets, config, data, paths, device=device, registry=registry, previous=previous
+        )
     results["complete"] = True
     atomic_write_text(paths.results, json.dumps(results, indent=2))
     return results
+
+
+def _attack_seed(attack: AttackConfig, config: Config) -> int:
+    return config.training.seed if attack.seed is None else attack.seed
+
+
+def _attack_batch(attack: AttackConfig, config: Config) -> int | None:
+    return {None: config.training.eval_batch_size, "all": None}.get(attack.batch_size, attack.batch_size)
+
+
+def _one_pixel_exhaustive(results: dict[str, Any]) -> None:
+    """Copy each model's `pixel_exhaustive` accuracy (the exact one-pixel robust accuracy over the colour-cube
+    corners) into its model entry, for the report's model table."""
+    exhaustive = [label for label, info in results["attacks"].items() if info["plugin"] == "pixel_exhaustive"]
+    for row in results["rows"]:
+        if row["attack"] in exhaustive and int(row["size"]) == 1:
+            results["models"][row["model"]].setdefault("one_pixel_exhaustive_accuracy", row["attacked_accuracy"])
+
+
+def convergence_checks(
+    results: dict[str, Any],
+    targets: dict[str, EvalTarget],
+    config: Config,
+    data: RunData,
+    paths: RunPaths,
+    *,
+    device: torch.device,
+    registry: Any,
+    previous: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Per model and budget: rerun the strongest attack (lowest robust accuracy) on the same images with the
+    same seed and twice its budget (`voldefense.evaluation.checks`, docs/rigor.md); a check already in
+    `previous` for the same attack and the same per-image outcome is kept."""
+    from voldefense.evaluation.checks import (
+        NOT_DOUBLED_REASON,
+        ConvergenceCheck,
+        budget_convergence,
+        budget_groups,
+        double_budget,
+        robust_accuracy_of,
+        strongest_attack,
+    )
+
+    tolerance = config.evaluation.convergence_tolerance
+    by_label = {attack_label(a): a for a in config.attacks}
+    kept = {
+        (c["model"], c["size_unit"], float(c["size"]), c["attack"], c.get("base_survived")): c
+        for c in (previous or {}).get("convergence", [])
+    }
+    checks: list[dict[str, Any]] = []
+    for (model, unit, size), group in budget_groups(results["rows"]).items():
+        label = strongest_attack({k: v for k, v in group.items() if k in by_label})
+        if label is None or model not in targets:
+            continue
+        # On a tie for the lowest robust accuracy, check an attack whose budget can be doubled (a tied fixed
+        # protocol such as random_pixels would make the check "not applicable" for no reason).
+        lowest = robust_accuracy_of(group[label])
+        for other, other_row in group.items():
+            if (
+                other in by_label
+                and robust_accuracy_of(other_row) == lowest
+                and double_budget(by_label[other].name, by_label[other].options, registry=registry) is not None
+            ):
+                label = other
+                break
+        row, attack = group[label], by_label[label]
+        key = (model, unit, float(size), label, row["survived"])
+        if key in kept:
+            checks.append(kept[key])
+            continue
+        plugin = attack.name
+        doubled = double_budget(plugin, attack.options, registry=registry)
+        if doubled is None:
+            reason = NOT_DOUBLED_REASON.get(plugin, f"{plugin} has no budget option known to be doubled")
+            check = ConvergenceCheck.not_applicable(label, reason, tolerance)
+        else:
+            logger.info("budget convergence: %s with %s at %s, doubled budget", model, label, row["size"])
+            built = _build_attack(attack, targets, registry, options=doubled)
+            outcome, _ = attack_target(
+                targets[model],
+                built,
+                data.eval_images[: attack.images],
+                data.eval_labels[: attack.images],
+                row["size"],
+                seed=_attack_seed(attack, config),
+                batch_size=_attack_batch(attack, config),
+                device=device,
+            )
+            check = budget_convergence(row, outcome, tolerance, attack=label)
+        entry = {
+            "model": model,
+            "size_unit": unit,
+            "size": row["size"],
+            **check.as_dict(),
+            "doubled_options": _jsonable(doubled),
+            "base_survived": row["survived"],
+        }
+        checks.append(entry)
+        results["convergence"] = checks
+        atomic_write_text(paths.results, json.dumps(results, indent=2))
+    return checks
 
 
 def _survived(outcome: Any) -> str:
@@ -690,8 +1267,23 @@ def run(
         )
         context.barrier()  # other ranks wait until rank 0 has prepared (or cleaned) the folder
         data = load_data(config)
+        check_against_data(config, data, registry)
         plans = build_models(config, data, registry)
+        baselines = build_baselines(config, registry)
         histories = train_models(
+            plans,
+            config,
+            data,
+            paths,
+            device=torch_device,
+            amp=amp,
+            context=context,
+            resume=resume,
+            registry=registry,
+            callbacks=callbacks,
+        )
+        fit_baselines(
+            baselines,
             plans,
             config,
             data,
@@ -716,6 +1308,7 @@ def run(
             registry=registry,
             histories=histories,
             previous=previous,
+            baselines=baselines,
         )
         write_outputs(results, config, paths)
         logger.info("report written to %s", paths.report)
@@ -746,8 +1339,9 @@ def evaluate_run(
     for name in attacks:
         if name not in labels:
             raise ConfigError(f"--attacks: {name!r} is not an attack of this run (attacks: {', '.join(labels)})")
-    torch_device, _ = resolve_device(device, config)
+    torch_device, amp = resolve_device(device, config)
     data = load_data(config)
+    check_against_data(config, data, registry)
     plans = build_models(config, data, registry)
     histories = {}
     for name, plan in plans.items():
@@ -761,6 +1355,20 @@ def evaluate_run(
             raise CheckpointError(f"checkpoint {paths.checkpoint(name)} does not match the run's config.yaml")
         load_weights(plan.model, state["model"], path=paths.checkpoint(name))
         histories[name] = list(state.get("history", []))
+    baselines = build_baselines(config, registry)
+    fit_baselines(
+        baselines,
+        plans,
+        config,
+        data,
+        paths,
+        device=torch_device,
+        amp=amp,
+        context=DistContext(),
+        resume=False,
+        registry=registry,
+        load_only=True,
+    )
     previous = None
     selected = list(config.attacks)
     if attacks:
@@ -778,6 +1386,7 @@ def evaluate_run(
         histories=histories,
         attacks=selected,
         previous=previous,
+        baselines=baselines,
     )
     write_outputs(results, config, paths)
     return paths
@@ -787,4 +1396,7 @@ def _restrict_previous(previous: dict[str, Any] | None, rerun: Sequence[str]) ->
     """Rows of attacks not being re-run are reused as they are."""
     if previous is None:
         return None
-    return {"rows": [r for r in previous.get("rows", []) if r["attack"] not in rerun]}
+    return {
+        "rows": [r for r in previous.get("rows", []) if r["attack"] not in rerun],
+        "convergence": [c for c in previous.get("convergence", []) if c.get("attack") not in rerun],
+    }

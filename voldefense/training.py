@@ -82,6 +82,9 @@ class TrainJob:
     checkpoint: Path
     signature: str = ""
     history: list[EpochRecord] = field(default_factory=list)
+    # ``transform(model, images, labels, generator) -> inputs``: what the model is trained on for each batch
+    # (a baseline defense's ablation or adversarial perturbation; `voldefense.defenses.BatchTransform`).
+    transform: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
 def build_optimizer(params: Sequence[nn.Parameter] | Any, config: OptimizerConfig) -> torch.optim.Optimizer:
@@ -211,9 +214,13 @@ def train(
             leave=False,
             disable=None if context.is_main else True,
         )
+        # The transform's randomness comes from (seed, epoch) alone, like the data order, so resume replays it.
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         for images, labels in bar:
             images = augment(images.to(device, non_blocking=True), config.augment)
             labels = labels.to(device, non_blocking=True)
+            if job.transform is not None:
+                images = job.transform(model, images, labels, generator)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                 outputs = view(images)
                 loss = job.loss(outputs.float(), labels)

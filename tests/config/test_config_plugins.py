@@ -89,7 +89,7 @@ def test_dataset_options_are_checked(fresh_registry):
         ),
         (
             {"training": {"models": ["g"]}, "attacks": [{"name": "random_pixels", "sizes": [1], "models": ["f"]}]},
-            "attacks[0].models: invalid value 'f'",
+            "attacks[0].models[0]: invalid value 'f'",
         ),
         (
             {
@@ -100,7 +100,7 @@ def test_dataset_options_are_checked(fresh_registry):
         ),
         (
             {"attacks": [{"name": "patch", "sizes": [0.04], "options": {"source_model": "h"}}]},
-            "attacks[0].options.source_model: invalid value 'h'; allowed: the name of a trained model (f, g)",
+            "attacks[0].options.source_model: invalid value 'h'; allowed: the name of a model of this run (f, g)",
         ),
     ],
 )

@@ -1,4 +1,5 @@
-"""The real thing: `pip install` voldefense-extras into a fresh environment and list its plugins there."""
+"""The real thing: `pip install` voldefense-extras into a fresh environment, list its plugins there and run the
+package's example experiment with them."""
 
 from __future__ import annotations
 
@@ -7,16 +8,30 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from extras_paths import EXTRAS_DIST, EXTRAS_ROOT
 
 
-@pytest.mark.slow
-def test_pip_install_lists_the_plugins_with_their_origin(tmp_path):
+@dataclass(frozen=True)
+class Installed:
+    """A venv holding a real `pip install` of voldefense-extras: its python, environment and scratch folder."""
+
+    python: str
+    env: dict[str, str]
+    venv: Path
+    source: Path
+    work: Path
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Installed:
     # A venv that sees this environment's packages (voldefense, torch, pip, setuptools) but installs into its
     # own site-packages, so the test never touches the environment it runs in. No network: build with what is
     # here.
+    tmp_path = tmp_path_factory.mktemp("extras_install")
     venv = tmp_path / "venv"
     command = [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)]
     subprocess.run(command, check=True)
@@ -24,14 +39,20 @@ def test_pip_install_lists_the_plugins_with_their_origin(tmp_path):
     source = tmp_path / "voldefense-extras"
     shutil.copytree(EXTRAS_ROOT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONNOUSERSITE": "1"}
-    env.pop("VOLDEFENSE_DISABLE_PLUGINS", None)
+    for name in ("VOLDEFENSE_DISABLE_PLUGINS", "VOLDEFENSE_STRICT_PLUGINS"):
+        env.pop(name, None)
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(source)],
         check=True,
         env=env,
         cwd=tmp_path,
     )
+    return Installed(python, env, venv, source, tmp_path)
 
+
+@pytest.mark.slow
+def test_pip_install_lists_the_plugins_with_their_origin(installed):
+    python, env, venv, tmp_path = installed.python, dict(installed.env), installed.venv, installed.work
     listed = subprocess.run(
         [python, "-m", "voldefense.cli", "plugins", "--json"],
         capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
@@ -53,9 +74,7 @@ def test_pip_install_lists_the_plugins_with_their_origin(tmp_path):
         "assert m(x, x[:1]).shape == (4,);"
         "print(voldefense_extras.__file__)"
     )
-    used = subprocess.run(
-        [python, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, check=True
-    )
+    used = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
     assert str(venv) in used.stdout
 
     env["VOLDEFENSE_DISABLE_PLUGINS"] = EXTRAS_DIST
@@ -64,3 +83,40 @@ def test_pip_install_lists_the_plugins_with_their_origin(tmp_path):
         capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
     )  # fmt: skip
     assert not [r for r in json.loads(hidden.stdout) if r["origin"] == EXTRAS_DIST]
+
+
+@pytest.mark.slow
+def test_installed_extras_run_the_example_experiment(installed):
+    """`voldefense run examples/extras.yaml` in the venv, end to end on the real entry points: the CLI in a fresh
+    process, the plugins found through the installed distribution's metadata (the repo's source is not on the
+    path), at a tiny size."""
+    out = installed.work / "run"
+    overrides = [
+        "data.options.train_size=64",
+        "data.options.test_size=32",
+        "data.val_size=16",
+        "training.epochs=1",
+        "training.batch_size=32",
+        "model.width=0.125",
+        "attacks.0.images=8",
+        "attacks.0.sizes=[2]",
+        "attacks.0.options.max_queries=20",
+        "attacks.1.images=8",
+        "attacks.1.sizes=[2]",
+        "output.plots=false",
+    ]
+    command = [installed.python, "-m", "voldefense.cli", "run", str(installed.source / "examples" / "extras.yaml")]
+    command += ["--out", str(out), "--device", "cpu"] + [a for item in overrides for a in ("--set", item)]
+    env = {**installed.env, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=installed.work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert EXTRAS_DIST not in done.stderr.replace(str(installed.source), "")  # no plugin warning about us
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is True
+    keys = {(r["model"], r["attack"], r["size"]) for r in results["rows"]}
+    assert keys == {(m, a, 2) for m in "fg" for a in ("sparse_rs", "random_pixels")}
+    assert all(r["mean_queries"] <= 20 for r in results["rows"] if r["attack"] == "sparse_rs")
+    g = results["models"]["g"]
+    assert (g["backbone"], g["metric"], g["loss"]) == ("wide_resnet", "ssim", "pal_weighted")
+    assert (out / "checkpoints" / "g.pt").is_file() and (out / "report.md").is_file()

@@ -40,7 +40,13 @@ def results_fixture():
         "models": {
             "f": {"description": "undefended 2D vgg16", "parameters": 1000, "epochs": 2, "clean_accuracy": 0.9},
             "g": {"description": "volumized 3D vgg16", "parameters": 3000, "epochs": 2, "clean_accuracy": 0.8},
-            "median": {"description": "median filter + f", "clean_accuracy": 0.7, "certified_accuracy": 0.1},
+            "median": {
+                "description": "median filter + f",
+                "clean_accuracy": 0.7,
+                "train_seconds": 0.0,
+                "inference_ms_per_image": 1.25,
+                "certified": {"0.04": {"area": 0.04, "square_side": 7, "images": 4, "accuracy": 0.1}},
+            },
         },
         "attacks": {
             "random_pixels": {"plugin": "random_pixels", "size_unit": "pixels", "white_box": False, "images": 4},
@@ -89,8 +95,28 @@ def test_worst_case_matches_the_evaluation_module():
 def test_report_has_a_row_per_model_and_a_column_per_metric():
     text = render_report(results_fixture(), [{"model": "f", "epoch": 2, "loss": 0.3, "val_accuracy": 0.9}])
     models = text.split("## Models")[1].split("##")[0]
-    assert "| **f** | undefended 2D vgg16 | 1,000 | 2 | 90.0 | — |" in models
-    assert "| **median** | median filter + f | — | — | 70.0 | 10.0 |" in models  # a baseline row, no code change
+    assert "| **f** | undefended 2D vgg16 | 1,000 | 2 | — | — | 90.0 |" in models
+    assert "| **median** | median filter + f | — | — | 0.0 | 1.25 | 70.0 |" in models  # a baseline row, no code change
+    main = text.split("## Results")[1].split("## Models")[0]
+    first = next(line for line in main.splitlines() if line.startswith("|"))
+    header = [c.strip() for c in first.split("|")[1:-1]]
+    assert header == [
+        "",
+        "clean acc %",
+        "random_pixels 1 px %",
+        "random_pixels 4 px %",
+        "sparse_pgd 1 px %",
+        "patch_pgd 4% area %",
+        "worst case 1 px %",
+        "worst case 4 px %",
+        "worst case 4% area %",
+        "certified 4% area (7 px) %",
+        "train s",
+        "inference ms/img",
+    ]
+    assert "| **f** | 90.0 | 50.0 | — | 25.0 | 0.0 | 25.0 | — | 0.0 | — | — | — |" in main
+    assert "| **median** | 70.0 | — | — | — | — | — | — | — | 10.0 | 0.0 | 1.25 |" in main
+    assert "| **median** | 10.0 |  |" in text.split("## Certified accuracy")[1]
     worst = text.split("## Worst-case")[1].split("##")[0]
     assert "| | 1 px | 4 px | 4% area |".replace("| |", "|  |") in worst
     assert "| **f** | 25.0 | — | 0.0 |" in worst

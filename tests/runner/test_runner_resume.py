@@ -39,7 +39,7 @@ TINY = [
     "attacks.2.sizes=[0.04]",
     "attacks.2.options.steps=2",
 ]
-TIMING = {"seconds", "seconds_per_image", "train_seconds"}
+TIMING = {"seconds", "seconds_per_image", "train_seconds", "inference_ms_per_image"}
 
 
 class Interrupted(Exception):

@@ -1,4 +1,5 @@
-"""`voldefense run CONFIG.yaml`: train f and g, attack both and write the report.
+"""`voldefense run CONFIG.yaml`: train f, g, g's ablations and the baseline defenses, attack them all and write the
+report.
 
 The whole configuration (file plus ``--set`` overrides) is validated before anything is trained; a mistake is one
 line naming the key, the bad value and what is allowed, and the exit status is non-zero.

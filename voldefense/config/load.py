@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -337,7 +338,7 @@ def check_config(config: Config, *, registry: Any = None) -> None:
     vol, syl = config.volumizer, config.syllabus
     if isinstance(vol.patch, list) and len(vol.patch) != 2:
         raise _fail("volumizer.patch", vol.patch, "an integer >= 1, or a list [height, width] of two integers")
-    if vol.ranking == "metric" or "g" in config.training.models:
+    if vol.ranking == "metric" or "g" in config.training.models or config.ablations:
         spec = _spec(registry, "metric", vol.metric, "volumizer.metric")
         _check_options("volumizer.metric_options", vol.metric_options, [spec.factory], f"metric {vol.metric!r}")
     if syl.enabled:
@@ -366,7 +367,7 @@ def check_config(config: Config, *, registry: Any = None) -> None:
     )
 
     for key, target_needed in (("f", "image"), ("g", None)):
-        if key not in config.training.models:
+        if key not in config.training.models and not (key == "g" and config.ablations):
             continue
         name = getattr(config.loss, key)
         spec = _spec(registry, "loss", name, f"loss.{key}")
@@ -376,6 +377,13 @@ def check_config(config: Config, *, registry: Any = None) -> None:
                 f"loss.{key}: {name!r} is a {spec.target} loss but f gives image logits; allowed: an image loss "
                 "such as 'cross_entropy'"
             )
+
+    _check_ablations(config, registry)
+    _check_defenses(config, registry)
+    names = model_names(config)
+    for j, area in enumerate(config.evaluation.certify_areas or []):
+        if not 0 < area <= 1:
+            raise _fail(f"evaluation.certify_areas[{j}]", area, "an area fraction in (0, 1]")
 
     labels: set[str] = set()
     for i, attack in enumerate(config.attacks):
@@ -399,18 +407,76 @@ def check_config(config: Config, *, registry: Any = None) -> None:
                 "'adaptive' (a transfer patch is trained on f, which "
                 "this run does not train), or add f to training.models",
             )
-        if source is not None and source not in config.training.models:
-            raise _fail(
-                f"{path}.options.source_model",
-                source,
-                f"the name of a trained model ({', '.join(config.training.models)})",
-            )
-        for model in attack.models or []:
-            if model not in config.training.models:
-                raise _fail(f"{path}.models", model, f"a trained model ({', '.join(config.training.models)})")
+        if source is not None and source not in names:
+            raise _fail(f"{path}.options.source_model", source, f"the name of a model of this run ({', '.join(names)})")
+        for j, model in enumerate(attack.models or []):
+            if model not in names:
+                raise _fail(f"{path}.models[{j}]", model, f"a model of this run ({', '.join(names)})")
     for model in syl.apply_to:
         if model not in ("f", "g"):
             raise _fail("syllabus.apply_to", model, "'f' or 'g'")
+
+
+def model_names(config: Config) -> list[str]:
+    """Every report row of a run, in training order: f, g, g_<ablation> per ablation, then each defense label."""
+    names = list(config.training.models)
+    names += [f"g_{ablation}" for ablation in config.ablations]
+    names += [defense_label(d) for d in config.defenses]
+    return names
+
+
+def defense_label(defense: Any) -> str:
+    """A defense's row name: its `label`, else its plugin name."""
+    return defense.label or defense.name
+
+
+def _check_ablations(config: Config, registry: Any) -> None:
+    """Each ablation must change something: refuse one that repeats g's own setting (it would be a copy of g)."""
+    seen: set[str] = set()
+    for i, ablation in enumerate(config.ablations):
+        path = f"ablations[{i}]"
+        if ablation in seen:
+            raise ConfigError(f"{path}: {ablation!r} is listed twice; list each ablation once")
+        seen.add(ablation)
+        same = {
+            "identity_order": config.volumizer.ranking == "identity",
+            "random_order": config.volumizer.ranking == "random",
+            "no_curriculum": not (config.syllabus.enabled and "g" in config.syllabus.apply_to),
+        }
+        if ablation == "no_pal":
+            same["no_pal"] = _spec(registry, "loss", config.loss.g, "loss.g").target == "image"
+        if same.get(ablation):
+            setting = {
+                "identity_order": "volumizer.ranking is already 'identity'",
+                "random_order": "volumizer.ranking is already 'random'",
+                "no_pal": f"loss.g {config.loss.g!r} is already an image loss",
+                "no_curriculum": "g is already trained without the curriculum",
+            }[ablation]
+            raise ConfigError(f"{path}: {ablation!r} would equal g ({setting}); remove it or change g's setting")
+
+
+def _check_defenses(config: Config, registry: Any) -> None:
+    taken = set(config.training.models) | {f"g_{a}" for a in config.ablations}
+    for i, defense in enumerate(config.defenses):
+        path = f"defenses[{i}]"
+        spec = _spec(registry, "defense", defense.name, f"{path}.name")
+        _check_options(f"{path}.options", defense.options, [spec.factory], f"defense {defense.name!r}")
+        try:  # defenses check their option values when built (cheap: nothing is trained or allocated)
+            spec.build(**defense.options)
+        except ConfigError as err:
+            raise ConfigError(f"{path}.options: {err}") from None
+        label = defense_label(defense)
+        if not _LABEL.fullmatch(label):
+            raise _fail(f"{path}.label", label, "letters, digits, '_', '-' and '.' (it names a checkpoint file)")
+        if label in taken:
+            raise ConfigError(
+                f"{path}.label: {label!r} is already the name of another model of this run; give each defense a "
+                "distinct label"
+            )
+        taken.add(label)
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 # -- serialisation -----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 Order = Literal["ascending", "descending", "simple_first", "complex_first"]
 ModelKind = Literal["f", "g"]
+Ablation = Literal["identity_order", "random_order", "no_pal", "no_curriculum"]
+ABLATIONS: tuple[str, ...] = ("identity_order", "random_order", "no_pal", "no_curriculum")
 
 
 def opt(default: Any = None, doc: str = "", *, factory: Any = None, **limits: Any) -> Any:
@@ -141,7 +143,9 @@ class AttackConfig:
     )
     options: dict[str, Any] = opt(factory=dict, doc="options of the attack plugin (checked against its factory)")
     images: int = opt(100, "test images attacked", min=1)
-    models: list[ModelKind] | None = opt(None, "models attacked; null = every trained model")
+    models: list[str] | None = opt(
+        None, "models attacked (f, g, g_<ablation>, defense labels); null = every model of the run"
+    )
     seed: int | None = opt(None, "attack seed; null = training.seed", min=0)
     batch_size: int | Literal["all"] | None = opt(
         None,
@@ -149,6 +153,37 @@ class AttackConfig:
         min=1,
     )
     label: str | None = opt(None, "name in the report (default: the plugin name; needed to list one attack twice)")
+
+
+@dataclass
+class DefenseConfig:
+    name: str = opt(None, "defense plugin (see `voldefense plugins`)", plugin="defense")
+    options: dict[str, Any] = opt(factory=dict, doc="options of the defense plugin (checked against its factory)")
+    label: str | None = opt(None, "row name in the report (default: the plugin name; needed to list one twice)")
+
+
+@dataclass
+class EvaluationConfig:
+    certify: bool = opt(
+        True,
+        "certified accuracy for g and its ablations when depth_kernel is 1, pool_depth false and aggregation "
+        "majority_vote, and for defenses with a certificate",
+    )
+    certify_areas: list[float] | None = opt(
+        None, "patch areas (fractions in (0, 1]) certified; null = the sizes of the configured patch attacks"
+    )
+    convergence_check: bool = opt(
+        True, "rerun the strongest attack per model and budget with twice its budget (costs one more attack run)"
+    )
+    convergence_tolerance: float = opt(
+        0.02, "largest drop of robust accuracy (a fraction) the doubled budget may cause", min=0.0, max=0.99
+    )
+    masking_tolerance: float = opt(
+        0.02,
+        "gap (a fraction) by which a black-box attack must beat the white-box ones to flag masking",
+        min=0.0,
+        max=0.99,
+    )
 
 
 @dataclass
@@ -169,4 +204,11 @@ class Config:
     schedule: ScheduleConfig = opt(factory=ScheduleConfig, doc="learning-rate schedule")
     training: TrainingConfig = opt(factory=TrainingConfig, doc="training")
     attacks: list[AttackConfig] = opt(factory=list, doc="attacks run after training, each at each size")
+    ablations: list[Ablation] = opt(
+        factory=list, doc="variants of g trained and evaluated like g, one report row each (g_<name>)"
+    )
+    defenses: list[DefenseConfig] = opt(
+        factory=list, doc="baseline defenses trained on f's data and budget and evaluated with the same attacks"
+    )
+    evaluation: EvaluationConfig = opt(factory=EvaluationConfig, doc="certification and rigor checks")
     output: OutputConfig = opt(factory=OutputConfig, doc="output folder")

@@ -1,4 +1,7 @@
-"""VGG16 (configuration D, no batch norm), written once with modules only so it converts to 3D.
+"""VGG16 (configuration D), written once with modules only so it converts to 3D.
+
+``batch_norm=True`` gives VGG16-BN (torchvision's ``vgg16_bn``, 138,365,992 parameters at full size): much
+easier to train at small width, which is why the CPU quickstart uses it.
 
 With ``stem="imagenet"``, ``width=1`` and 1000 classes the structure and parameter count (138,357,544) are
 torchvision's ``vgg16``. ``stem="small"`` is for CIFAR-size images and single patches: max pooling only after
@@ -36,6 +39,7 @@ class VGG(nn.Module):
         mean: MeanStd = 0.5,
         std: MeanStd = 0.25,
         dropout: float = 0.5,
+        batch_norm: bool = False,
     ):
         super().__init__()
         check_common(width, stem, in_channels)
@@ -44,7 +48,10 @@ class VGG(nn.Module):
         channels = in_channels
         for index, stage in enumerate(stages):
             for out in stage:
-                layers += [nn.Conv2d(channels, scaled(out, width), 3, padding=1), nn.ReLU(inplace=True)]
+                layers.append(nn.Conv2d(channels, scaled(out, width), 3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(scaled(out, width)))
+                layers.append(nn.ReLU(inplace=True))
                 channels = scaled(out, width)
             # Identity keeps the module indices of both stems aligned (features.N is the same layer).
             pool = stem == "imagenet" or index < 3
@@ -67,7 +74,9 @@ class VGG(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            elif isinstance(m, nn.Linear) and stem == "imagenet":
+                # torchvision's init, tuned for 4096-wide layers; with the small stem's narrow classifier it
+                # shrinks the logits ~100x and stalls training, so there PyTorch's default init is kept.
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
@@ -77,5 +86,5 @@ class VGG(nn.Module):
 
 
 def vgg16(num_classes: int = 10, **options: object) -> VGG:
-    """VGG16; options: width, stem, in_channels, mean, std, dropout."""
+    """VGG16; options: width, stem, in_channels, mean, std, dropout, batch_norm."""
     return VGG(STAGES, num_classes, **options)  # type: ignore[arg-type]

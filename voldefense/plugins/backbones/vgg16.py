@@ -1,4 +1,4 @@
-"""Backbone plugin `vgg16`: VGG16 (configuration D) as f, converted generically to g."""
+"""Backbone plugin `vgg16`: VGG16 (configuration D, optionally with batch norm) as f, converted generically to g."""
 
 from __future__ import annotations
 
@@ -18,14 +18,22 @@ def build(
     mean: float | Sequence[float] | None = 0.5,
     std: float | Sequence[float] | None = 0.25,
     dropout: float = 0.5,
+    batch_norm: bool = False,
 ) -> Any:
     from voldefense.models.vgg import vgg16
 
     return vgg16(
-        num_classes, width=width, stem=stem, in_channels=in_channels, mean=mean, std=std, dropout=dropout
+        num_classes,
+        width=width,
+        stem=stem,
+        in_channels=in_channels,
+        mean=mean,
+        std=std,
+        dropout=dropout,
+        batch_norm=batch_norm,
     )
 
 
 @hookimpl
 def voldefense_backbones() -> Iterable[BackboneSpec]:
-    yield BackboneSpec(name="vgg16", factory=build, description="VGG16 (configuration D, no batch norm)")
+    yield BackboneSpec(name="vgg16", factory=build, description="VGG16 (configuration D; batch_norm=True for VGG16-BN)")
