@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from voldefense.registry import Registry
+from voldefense.testing import fit, make_toy_images, tiny_cnn
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,3 +37,18 @@ def fresh_registry(monkeypatch):
     # restores the cached factory afterwards.
     monkeypatch.setattr("voldefense.registry._cached_registry", lambda strict: registry)
     yield registry
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """(model, test images, test labels): tiny_cnn fitted on 256 toy images, 24 held-out toy images.
+
+    Module scope: trained once per test module (seconds on CPU) and shared by that module's tests only, so a
+    test that switches the model's mode must restore it, as the mode-preservation tests check.
+    """
+    torch.manual_seed(0)
+    x, y = make_toy_images(256, seed=0)
+    model = tiny_cnn()
+    fit(model, x, y, epochs=6)
+    xt, yt = make_toy_images(24, seed=1)
+    return model, xt, yt

@@ -10,7 +10,7 @@ from torch import nn
 from voldefense.errors import ConfigError
 from voldefense.estimator import VolumizedClassifier
 from voldefense.specs import MetricSpec
-from voldefense.testing import accuracy, fit, make_toy_images, tiny_cnn
+from voldefense.testing import accuracy, fit, tiny_cnn
 
 
 def _variance_metric():
@@ -40,16 +40,6 @@ class PatchMean3D(nn.Module):
         volume = self.volumizer(x)  # (B, C, N, ph, pw)
         feats = self.net(volume).flatten(3).squeeze(-1).transpose(1, 2)  # (B, N, 8)
         return self.head(feats).mean(1)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    torch.manual_seed(0)
-    x, y = make_toy_images(256, seed=0)
-    model = tiny_cnn()
-    fit(model, x, y, epochs=6)
-    xt, yt = make_toy_images(24, seed=1)
-    return model, xt, yt
 
 
 def _clf(model, **kw):

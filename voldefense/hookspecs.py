@@ -41,6 +41,11 @@ def voldefense_metrics() -> Iterable[MetricSpec]:
     compares with a reference, and ``larger_is_simpler=True`` when a larger score means simpler / more like
     the reference (similarities, PSNR); that gives the orders ``simple_first`` / ``complex_first`` a meaning.
 
+    Optional fast path: a metric object may also offer ``grouped(x, reference) -> scores`` with ``x`` of shape
+    ``(G, M, C, h, w)``, ``reference`` broadcastable (typically ``(G, 1, C, h, w)``) and scores ``(G, M)``; the
+    volumizer then scores each image's patches against its reference without copying the reference per patch.
+    Metrics without it get the flat call.
+
     Example::
 
         @hookimpl

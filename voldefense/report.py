@@ -87,6 +87,18 @@ def _areas(results: dict[str, Any]) -> list[tuple[float, int]]:
     return sorted(found)
 
 
+def _worst_cell(cell: dict[str, Any] | None, entry: dict[str, Any]) -> str:
+    """A worst-case figure; `(n=K)` marks one over fewer images than the model's clean accuracy (its attacks
+    shared only their first K images), so it is not comparable point for point with the clean column."""
+    if cell is None:
+        return "—"
+    text = _pct(cell["robust_accuracy"])
+    clean_images = entry.get("clean_images")
+    if clean_images is not None and cell.get("images") is not None and int(cell["images"]) < int(clean_images):
+        text += f" (n={int(cell['images'])})"
+    return text
+
+
 def main_table(results: dict[str, Any]) -> list[str]:
     """The comparison: one row per model (f, g, ablations, baselines) with clean accuracy, each attack's
     accuracy at each size, the worst case per budget, certified accuracy per patch area, training time and
@@ -113,10 +125,7 @@ def main_table(results: dict[str, Any]) -> list[str]:
             _pct(rows_by[(name, label, size)]["attacked_accuracy"]) if (name, label, size) in rows_by else "—"
             for label, size, _ in attack_cols
         ]
-        row += [
-            _pct(worst[(name, unit, size)]["robust_accuracy"]) if (name, unit, size) in worst else "—"
-            for unit, size in budgets
-        ]
+        row += [_worst_cell(worst.get((name, unit, size)), entry) for unit, size in budgets]
         row += [_pct(certified[area]["accuracy"]) if area in certified else "—" for area, _ in areas]
         row += [_seconds(entry.get("train_seconds")), _millis(entry.get("inference_ms_per_image"))]
         table.append(row)
@@ -242,10 +251,10 @@ def worst_case_table(results: dict[str, Any]) -> list[str]:
     budgets = _budgets(cells)
     header = ["", *(size_label(size, unit) for unit, size in budgets)]
     rows = []
-    for model in results["models"]:
+    for model, entry in results["models"].items():
         mine = {(c["size_unit"], float(c["size"])): c for c in cells if c["model"] == model}
         if mine:
-            rows.append([f"**{model}**", *(_pct(mine[b]["robust_accuracy"]) if b in mine else "—" for b in budgets)])
+            rows.append([f"**{model}**", *(_worst_cell(mine.get(b), entry) for b in budgets)])
     return _table(header, rows)
 
 
@@ -282,8 +291,9 @@ def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = (
         "",
         "One row per model: the undefended f, the volumized g, g's ablations (g_<ablation>) and the baseline "
         "defenses, on the same images with the same attacks. Worst case: an image counts only if it is "
-        "correct clean and after every attack at that budget. Certified: correct and provably robust to any "
-        "square patch of that size.",
+        "correct clean and after every attack at that budget, over the images all of them ran on; `(n=K)` marks "
+        "a budget whose attacks shared only K images, fewer than the clean column's. Certified: correct and "
+        "provably robust to any square patch of that size.",
         "",
         *main_table(results),
         "",
@@ -297,7 +307,7 @@ def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = (
             "## Worst-case robust accuracy over all attacks",
             "",
             "An image counts as robust at a budget only if it is classified correctly clean and after every "
-            "attack run at that budget.",
+            "attack run at that budget, over the images all those attacks ran on (`(n=K)`: only K images).",
             "",
             *worst_case_table(results),
         ]

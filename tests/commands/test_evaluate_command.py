@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from tiny_quickstart import QUICKSTART, tiny_overrides
 
 from voldefense.cli import main
 
-QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=32",
-    "data.options.test_size=16",
-    "data.val_size=8",
-    "training.epochs=1",
-    "training.batch_size=16",
-    "model.width=0.0625",
+    *tiny_overrides(train_size=32, test_size=16, val_size=8, epochs=1, batch_size=16),
     "attacks=[{name: random_pixels, sizes: [1, 2], images: 6}, {name: sparse_pgd, sizes: [1], images: 4, "
     "options: {steps: 2}}]",
 ]

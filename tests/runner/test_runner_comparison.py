@@ -18,6 +18,9 @@ TINY = [
     "data.val_size=8",
     "training.epochs=2",
     "training.batch_size=16",
+    # 4x4 patches pass ResNet50's small stem; VGG16's three pools (the quickstart's backbone) need 8x8.
+    "model.backbone=resnet50",
+    "model.options={}",
     "model.width=0.0625",
     "syllabus.pacing_epochs=1",
     "volumizer.patch=4",

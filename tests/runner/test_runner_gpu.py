@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from tiny_quickstart import QUICKSTART, tiny_overrides
 
 from voldefense.checkpoint import load_checkpoint
 from voldefense.config import load_config
 from voldefense.runner import run
 
-QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=64",
-    "data.options.test_size=32",
-    "data.val_size=16",
-    "training.epochs=2",
-    "training.batch_size=32",
-    "model.width=0.0625",
+    *tiny_overrides(train_size=64, test_size=32, val_size=16, epochs=2, batch_size=32),
     "attacks=[{name: random_pixels, sizes: [1], images: 8}, {name: sparse_pgd, sizes: [1], images: 8, "
     "options: {steps: 2}}]",
 ]

@@ -39,18 +39,22 @@ def _check_common(
         raise ConfigError(f"step_size must be positive, got {step_size}")
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    _check_targeting(targeted, target_class)
+
+
+def _check_targeting(targeted: bool, target_class: int | None) -> None:
     if targeted and target_class is None:
         raise ConfigError("a targeted attack needs target_class (a class index)")
     if target_class is not None and int(target_class) < 0:
         raise ConfigError(f"target_class must be a class index >= 0, got {target_class}")
 
 
-class _GradientAttack:
-    """Shared machinery: the loss to ascend, success test, batching and bookkeeping."""
+class _AdversarialObjective:
+    """The loss to ascend, its input gradient and the success test of an untargeted or targeted attack; shared
+    with the other gradient attacks of this package (`voldefense.attacks.rank_steering`)."""
 
     targeted: bool
     target_class: int | None
-    batch_size: int
 
     def _goal(self, labels: torch.Tensor) -> torch.Tensor:
         return torch.full_like(labels, int(self.target_class)) if self.targeted else labels
@@ -74,15 +78,25 @@ class _GradientAttack:
         (grad,) = torch.autograd.grad(self._objective(logits, goal).sum(), x)
         return logits.detach(), grad
 
-    def run(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, size: float, *, seed: int = 0
-    ) -> AttackResult:
-        check_inputs(images, labels)
+    def _check_target_class(self, model: nn.Module, images: torch.Tensor) -> None:
+        """A targeted attack's target_class must be one of the model's classes (costs one forward pass)."""
         if self.targeted and self.target_class is not None:
             with torch.no_grad(), preserve_mode(model):
                 k = model(images[:1]).shape[-1]
             if int(self.target_class) >= k:
                 raise ConfigError(f"target_class {self.target_class} is not a class of this {k}-class model")
+
+
+class _GradientAttack(_AdversarialObjective):
+    """Shared machinery of PatchPGD and SparsePGD: batching and bookkeeping around `_attack_batch`."""
+
+    batch_size: int
+
+    def run(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, size: float, *, seed: int = 0
+    ) -> AttackResult:
+        check_inputs(images, labels)
+        self._check_target_class(model, images)
         start = time.perf_counter()
         generator = generator_for(seed)
         adversarial = images.clone()

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from voldefense.attacks.base import AttackResult, preserve_mode
+from voldefense.attacks.pgd import _AdversarialObjective, _check_targeting
 from voldefense.attacks.regions import box_mask, check_inputs, generator_for, patch_sides, random_locations
 from voldefense.errors import ConfigError
 
@@ -323,7 +324,7 @@ def _check_target(target: object) -> int | str:
     raise ConfigError(f"rank_target must be 'first', 'last' or a depth index (int), got {target!r}")
 
 
-class RankSteeringPatch:
+class RankSteeringPatch(_AdversarialObjective):
     """Adaptive white-box patch attack that also attacks the volumizer's ranking; size = area fraction.
 
     Strategies:
@@ -384,10 +385,7 @@ class RankSteeringPatch:
             raise ConfigError(f"init must be 'random' or 'clean', not {init!r}")
         if isinstance(targets, str) or not targets:
             raise ConfigError(f"targets must be a non-empty list of rank targets, got {targets!r}")
-        if targeted and target_class is None:
-            raise ConfigError("a targeted attack needs target_class (a class index)")
-        if target_class is not None and int(target_class) < 0:
-            raise ConfigError(f"target_class must be a class index >= 0, got {target_class}")
+        _check_targeting(targeted, target_class)
         self.strategy = strategy
         self.steps = int(steps)
         self.step_size = float(step_size)
@@ -401,19 +399,6 @@ class RankSteeringPatch:
         self.targeted = bool(targeted)
         self.target_class = None if target_class is None else int(target_class)
         self.batch_size = int(batch_size)
-
-    # -- objective ------------------------------------------------------------------------------------------
-
-    def _goal(self, labels: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(labels, int(self.target_class)) if self.targeted else labels
-
-    def _objective(self, logits: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        ce = F.cross_entropy(logits, goal, reduction="none")
-        return -ce if self.targeted else ce
-
-    def _success(self, logits: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        pred = logits.argmax(1)
-        return pred == goal if self.targeted else pred != goal
 
     # -- planning -------------------------------------------------------------------------------------------
 
@@ -467,11 +452,7 @@ class RankSteeringPatch:
                     logits = model(xa)
                 grad = None
             else:
-                xg = xa.detach().requires_grad_(True)
-                logits = model(xg)
-                # autograd.grad, not backward(): no parameter .grad accumulates on the caller's model.
-                (grad,) = torch.autograd.grad(self._objective(logits, ga).sum(), xg)
-                logits = logits.detach()
+                logits, grad = self._gradient(model, xa, ga)
             with torch.no_grad():
                 objective[active] = self._objective(logits, ga).float().cpu()
                 won = self._success(logits, ga).cpu()
@@ -623,11 +604,7 @@ class RankSteeringPatch:
     ) -> AttackResult:
         check_inputs(images, labels)
         start = time.perf_counter()
-        if self.targeted:
-            with torch.no_grad(), preserve_mode(model):
-                k = model(images[:1]).shape[-1]
-            if int(self.target_class) >= k:
-                raise ConfigError(f"target_class {self.target_class} is not a class of this {k}-class model")
+        self._check_target_class(model, images)
         volumizer = find_volumizer(model)
         surrogate = MetricSurrogate(volumizer) if self.strategy != "straddle" else None
         extra: dict[str, Any] = {"strategy": self.strategy}

@@ -48,7 +48,8 @@ Trainer = Callable[[nn.Module, torch.Tensor, torch.Tensor, BatchTransform | None
 """``trainer(model, images, labels, transform)``: trains `model` in place on the training set, feeding each
 batch through ``transform(model, x, y, generator)`` when one is given. The default is `train_classifier` with
 the `TrainBudget`; a runner with its own training loop (optimizer, schedule, checkpoints) passes one, so the
-baselines train exactly like f."""
+baselines train exactly like f. When a trainer is passed, the ``images``/``labels`` given to ``Defense.fit`` are
+only a probe batch (shapes, dtypes): train through `run_training(..., trainer=trainer)`, never on them alone."""
 
 Certifier = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], dict[int, torch.Tensor]]
 

@@ -96,34 +96,11 @@ PASSTHROUGH: tuple[type[nn.Module], ...] = (
 
 # Kept layers that act on each patch separately and identically in both layouts; with them (and convertible
 # layers) the folded 2D evaluation equals the Conv3d one. GroupNorm, InstanceNorm and unknown layers are not
-# here: in 3D their statistics span all patches, so folding would change what they compute.
-_FOLD_SAFE_KEPT: tuple[type[nn.Module], ...] = (
-    nn.Identity,
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softplus,
-    nn.Dropout,
-    nn.AlphaDropout,
-    nn.Linear,
-    nn.ZeroPad2d,
-    nn.ConstantPad2d,
-    nn.ReflectionPad2d,
-    nn.ReplicationPad2d,
-    Normalize,
-    StochasticDepth,
+# here: in 3D their statistics span all patches, so folding would change what they compute. Derived from
+# PASSTHROUGH so a layer added there is classified here too; LocalResponseNorm and PatchFlatten (which expects
+# the 5D layout) are kept out of the folded path as well.
+_FOLD_SAFE_KEPT: tuple[type[nn.Module], ...] = tuple(
+    t for t in PASSTHROUGH if t not in (nn.GroupNorm, nn.LocalResponseNorm, PatchFlatten)
 )
 
 # Containers whose own forward is known to be dimension-agnostic.

@@ -8,24 +8,6 @@ import torch
 from voldefense.attacks.regions import changed_pixels
 from voldefense.errors import ConfigError
 from voldefense.evaluation import evaluate_attack, summarize
-from voldefense.registry import Registry
-from voldefense.testing import fit, make_toy_images, tiny_cnn
-
-
-@pytest.fixture(scope="module")
-def registry():
-    # Built-ins only; a private instance (conftest's registry fails in teardown, see the report).
-    return Registry(load_entry_points=False)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    torch.manual_seed(0)
-    x, y = make_toy_images(256, seed=0)
-    model = tiny_cnn()
-    fit(model, x, y, epochs=6)
-    xt, yt = make_toy_images(24, seed=1)
-    return model, xt, yt
 
 
 def test_spec(registry):
