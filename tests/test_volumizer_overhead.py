@@ -135,10 +135,12 @@ def test_cuda_volumize_never_syncs_and_matches_cpu(metric):
     images = _images(4)
     v = Volumizer(16, metric=metric)
     expected = v.volumize_with_scores(images)
-    v(images.cuda())  # warm-up: lazy initialisation may sync once
+    on_gpu = images.cuda()  # outside the guarded region: a blocking host-to-device copy synchronises itself
+    v.volumize_with_scores(on_gpu)  # warm-up: lazy initialisation may sync once
+    torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        got = v.volumize_with_scores(images.cuda())
+        got = v.volumize_with_scores(on_gpu)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.equal(got[0].cpu(), expected[0]) and torch.equal(got[1].cpu(), expected[1])

@@ -162,3 +162,15 @@ def test_masking_checks_group_runner_rows_per_model_and_budget():
     assert not checks[("f", "pixels", 1.0)].flagged  # tie
     assert not checks[("g", "area", 0.1)].applicable  # no black-box patch attack
     assert math.isnan(checks[("g", "area", 0.1)].best_black_box_acc)
+
+
+def test_masking_compares_attacks_on_the_images_they_share():
+    # On the 4 shared images the white-box attack is as strong as the black-box one; the black-box attack's
+    # extra images (all broken) must not raise the flag by themselves.
+    rows = {
+        "sparse_pgd": {"model": "g", "size_unit": "pixels", "size": 1.0, "survived": "1010"},
+        "random_pixels": {"model": "g", "size_unit": "pixels", "size": 1.0, "survived": "10100000"},
+    }
+    check = gradient_masking(rows, {"sparse_pgd": True, "random_pixels": False})
+    assert not check.flagged
+    assert check.black_box_only == 0

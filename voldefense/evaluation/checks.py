@@ -261,7 +261,14 @@ def gradient_masking(
             "gradient_masking compares attacks at one budget only; got size units "
             f"{sorted(units)} and sizes {sorted(sizes)} (group them with masking_checks)"
         )
-    accs = {name: robust_accuracy_of(r) for name, r in outcomes_by_attack.items()}
+    masks = {n: _robust_mask(r) for n, r in outcomes_by_attack.items()}
+    shared = min((len(m) for m in masks.values() if m is not None), default=0)
+    if all(m is not None for m in masks.values()) and shared:
+        # Attacks run on different numbers of images are compared on the images they share (the evaluation
+        # subset is one fixed order), as the worst case is: otherwise sample noise alone could raise the flag.
+        accs = {n: sum(m[:shared]) / shared for n, m in masks.items()}  # type: ignore[index]
+    else:
+        accs = {name: robust_accuracy_of(r) for name, r in outcomes_by_attack.items()}
     black = {n: a for n, a in accs.items() if not white_box[n] and not math.isnan(a)}
     white = {n: a for n, a in accs.items() if white_box[n] and not math.isnan(a)}
     unit = next(iter(units), "")
@@ -273,10 +280,9 @@ def gradient_masking(
     best_b = min(black, key=black.__getitem__)
     best_w = min(white, key=white.__getitem__)
     gap = white[best_w] - black[best_b]
-    masks = {n: _robust_mask(outcomes_by_attack[n]) for n in accs}
     only: int | None = None
     if all(m is not None for m in masks.values()):
-        n_img = min(len(m) for m in masks.values())  # type: ignore[arg-type]
+        n_img = shared
         broken_b = [any(not masks[n][i] for n in black) for i in range(n_img)]  # type: ignore[index]
         broken_w = [any(not masks[n][i] for n in white) for i in range(n_img)]  # type: ignore[index]
         only = sum(b and not w for b, w in zip(broken_b, broken_w, strict=True))
