@@ -1011,6 +1011,10 @@ def evaluate_models(
             else:
                 with _seeded(config.training.seed, device):
                     entry["certified"] = _certify_target(target, config, data, clean_images, clean_labels, registry)
+    from tqdm.auto import tqdm
+
+    jobs = sum(len(attack.models or list(targets)) * len(attack.sizes) for attack in attacks)
+    progress = tqdm(total=jobs, desc="attacks", unit="row", leave=False, disable=None if jobs else True)
     for attack in attacks:
         label = attack_label(attack)
         spec = registry.get("attack", attack.name)
@@ -1028,8 +1032,10 @@ def evaluate_models(
             for size in attack.sizes:
                 size_arg: float | int = int(size) if spec.size_unit == "pixels" else float(size)
                 key = (name, label, float(size))
+                progress.set_postfix_str(f"{name} {label} {size_arg}")
                 if key in done:
                     results["rows"].append(done[key])
+                    progress.update()
                     continue
                 logger.info("attacking %s with %s at size %s on %d images", name, label, size_arg, len(labels))
                 outcome, per_view = attack_target(
@@ -1054,6 +1060,8 @@ def evaluate_models(
                     row["views"] = _jsonable(per_view)
                 results["rows"].append(row)
                 atomic_write_text(paths.results, json.dumps(results, indent=2))  # nothing computed is lost
+                progress.update()
+    progress.close()
     results["worst_case"] = worst_case_rows(results["rows"])
     _one_pixel_exhaustive(results)
     white_box = {label: info["white_box"] for label, info in results["attacks"].items()}

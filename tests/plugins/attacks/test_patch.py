@@ -84,3 +84,6 @@ def test_art_backend_when_torchvision_is_installed(registry, trained):
     result = attack.run(model, xt, yt, 0.25, seed=0)
     assert result.extra["backend"] == "art" and result.adversarial.shape == xt.shape
     assert (changed_pixels(result.adversarial, xt) <= 256).all()
+    # It really attacks: measured 1.0 -> 0.625 with torchvision 0.29.1 (the torch backend: 0.667).
+    summary = summarize(evaluate_attack(model, attack, xt, yt, 0.25, seed=0))
+    assert summary.attacked_accuracy < summary.clean_accuracy - 0.2
