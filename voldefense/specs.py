@@ -8,6 +8,7 @@ is defined. This module imports no torch.
 from __future__ import annotations
 
 import enum
+import importlib
 import inspect
 import re
 from collections.abc import Callable
@@ -33,8 +34,7 @@ class PluginKind(str, enum.Enum):
 def _check_name(name: object, kind: PluginKind) -> None:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise PluginError(
-            f"invalid {kind} plugin name {name!r}: use 1-64 lowercase letters, digits or '_', "
-            "starting with a letter"
+            f"invalid {kind} plugin name {name!r}: use 1-64 lowercase letters, digits or '_', starting with a letter"
         )
 
 
@@ -43,9 +43,7 @@ def _check_callable(value: object, what: str, name: str) -> None:
         raise PluginError(f"{what} of plugin {name!r} is not callable (got {type(value).__name__})")
 
 
-def build_with_options(
-    factory: Callable[..., Any], options: dict[str, Any], *, what: str, **fixed: Any
-) -> Any:
+def build_with_options(factory: Callable[..., Any], options: dict[str, Any], *, what: str, **fixed: Any) -> Any:
     """Call `factory(**fixed, **options)`; an option the factory does not accept is a `ConfigError` naming it
     (never silently dropped)."""
     try:
@@ -60,11 +58,52 @@ def build_with_options(
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ConfigError(
-                f"{what} does not accept option(s) {', '.join(unknown)} "
-                f"(accepted: {', '.join(accepted) or 'none'})"
+                f"{what} does not accept option(s) {', '.join(unknown)} (accepted: {', '.join(accepted) or 'none'})"
             ) from None
         raise ConfigError(f"{what}: {err}") from None
     return factory(**fixed, **options)
+
+
+class LazyFactory:
+    """A factory named by ``"package.module:attribute"`` and imported on first use.
+
+    Plugin modules stay cheap to import (listing plugins imports no torch, ART, ...), and yet
+    ``inspect.signature`` — and so `build_with_options` — sees the target's own signature: every option and its
+    default is defined once, in the component itself, and an unknown option is named against the real list.
+    """
+
+    def __init__(self, target: str):
+        module, sep, attribute = target.partition(":")
+        if not sep or not module or not attribute:
+            raise PluginError(f"lazy factory target {target!r} must look like 'package.module:attribute'")
+        self.target = target
+        self._resolved: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """Import and return the target (once)."""
+        if self._resolved is None:
+            module, _, attribute = self.target.partition(":")
+            found: Any = importlib.import_module(module)
+            for part in attribute.split("."):
+                found = getattr(found, part)
+            self._resolved = found
+        return self._resolved
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.resolve())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"lazy_factory({self.target!r})"
+
+
+def lazy_factory(target: str) -> LazyFactory:
+    """A spec factory that imports ``"package.module:attribute"`` only when a component is built (or its options
+    are checked); see `LazyFactory`."""
+    return LazyFactory(target)
 
 
 @dataclass(frozen=True)
@@ -138,9 +177,7 @@ class LossSpec(_Spec):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.target not in ("image", "patch"):
-            raise PluginError(
-                f"loss plugin {self.name!r}: target must be 'image' or 'patch', not {self.target!r}"
-            )
+            raise PluginError(f"loss plugin {self.name!r}: target must be 'image' or 'patch', not {self.target!r}")
 
 
 @dataclass(frozen=True)

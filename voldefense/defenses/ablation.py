@@ -250,6 +250,10 @@ class DerandomizedSmoothingDefense:
     `AblationVoting`). Certificate: per square side m, correct and ``votes[y] - votes[c] > 2Δ`` for every
     other c (``= 2Δ`` and ``y < c`` also certifies: argmax breaks ties to the lowest index), Δ from
     `changed_positions`.
+
+    Options: ``ablation_type`` / ``ablation_size``: the retained band or block; ``threshold``: softmax
+    probability a position needs to vote for a class; ``max_batch``: ablated images per base-model call (a
+    memory knob).
     """
 
     name = "derandomized_smoothing"

@@ -53,7 +53,12 @@ def random_pixel_masks(
 
 class AdversarialTrainingDefense:
     """f trained on patch- and/or pixel-perturbed images with f's budget. Attack view ``"standard"``: plain
-    autograd (the defense is the weights, there is nothing to approximate)."""
+    autograd (the defense is the weights, there is nothing to approximate).
+
+    Options: ``perturbation``: what perturbed training images get; ``patch_area``: patch size as a fraction of
+    the image; ``num_pixels``: pixels changed; ``fraction``: share of each batch perturbed; ``pgd_steps`` /
+    ``pgd_step_size``: signed gradient steps optimising the patch (0 = random noise patch).
+    """
 
     name = "adversarial_training"
 

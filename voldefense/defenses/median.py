@@ -107,6 +107,8 @@ class FilteredClassifier(nn.Module):
 class MedianFilterDefense:
     """Median filtering in front of f (ART's `SpatialSmoothing`), the classic answer to few-pixel attacks.
 
+    ``window``: side of the median window (ART's ``window_size``).
+
     ``train_on_filtered=False`` (default): the filter is put in front of the run's trained f as is (ART's
     default, ``apply_fit=False``), so no extra training; without the run's f, a fresh f is trained on clean
     images.

@@ -41,9 +41,7 @@ class MBConv(nn.Module):
         if expanded != cin:
             layers.append(ConvBNAct(cin, expanded, 1, activation=nn.SiLU))
         layers += [
-            ConvBNAct(
-                expanded, expanded, kernel, stride=stride, groups=expanded, activation=nn.SiLU
-            ),  # depthwise
+            ConvBNAct(expanded, expanded, kernel, stride=stride, groups=expanded, activation=nn.SiLU),  # depthwise
             SqueezeExcitation(expanded, max(1, cin // 4)),
             ConvBNAct(expanded, cout, 1, activation=None),
         ]
@@ -77,9 +75,7 @@ class EfficientNet(nn.Module):
         def c(channels: int) -> int:
             return make_divisible(channels * width)
 
-        layers: list[nn.Module] = [
-            ConvBNAct(in_channels, c(32), 3, stride=2 if big else 1, activation=nn.SiLU)
-        ]
+        layers: list[nn.Module] = [ConvBNAct(in_channels, c(32), 3, stride=2 if big else 1, activation=nn.SiLU)]
         total = sum(stage[-1] for stage in STAGES)
         index = 0
         for position, (expand, kernel, stride, cin, cout, repeats) in enumerate(STAGES):
@@ -124,6 +120,4 @@ class EfficientNet(nn.Module):
         return self.classifier(self.flatten(self.avgpool(x)))
 
 
-def efficientnet_b0(num_classes: int = 10, **options: object) -> EfficientNet:
-    """EfficientNet-B0; options: width, stem, in_channels, mean, std, dropout, stochastic_depth."""
-    return EfficientNet(num_classes, **options)  # type: ignore[arg-type]
+efficientnet_b0 = EfficientNet  # the builder is the class: its signature lists every option once

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from voldefense.hookspecs import hookimpl
-from voldefense.specs import AttackSpec
-
-
-def build(
-    *,
-    steps: int = 50,
-    step_size: float = 1.0,
-    restarts: int = 1,
-    targeted: bool = False,
-    target_class: int | None = None,
-    batch_size: int = 64,
-) -> Any:
-    """See `voldefense.attacks.pgd.SparsePGD`."""
-    from voldefense.attacks.pgd import SparsePGD
-
-    return SparsePGD(
-        steps=steps,
-        step_size=step_size,
-        restarts=restarts,
-        targeted=targeted,
-        target_class=target_class,
-        batch_size=batch_size,
-    )
+from voldefense.specs import AttackSpec, lazy_factory
 
 
 @hookimpl
 def voldefense_attacks():
     yield AttackSpec(
         name="sparse_pgd",
-        factory=build,
+        factory=lazy_factory("voldefense.attacks.pgd:SparsePGD"),
         description="adaptive white-box N-pixel attack: PGD projected onto at most N changed pixel locations",
         size_unit="pixels",
         white_box=True,

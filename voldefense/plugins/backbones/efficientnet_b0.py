@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 from voldefense.hookspecs import hookimpl
-from voldefense.specs import BackboneSpec
-
-
-def build(
-    num_classes: int = 10,
-    *,
-    width: float = 1.0,
-    stem: str = "small",
-    in_channels: int = 3,
-    mean: float | Sequence[float] | None = 0.5,
-    std: float | Sequence[float] | None = 0.25,
-    dropout: float = 0.2,
-    stochastic_depth: float = 0.2,
-) -> Any:
-    from voldefense.models.efficientnet import efficientnet_b0
-
-    return efficientnet_b0(
-        num_classes,
-        width=width,
-        stem=stem,
-        in_channels=in_channels,
-        mean=mean,
-        std=std,
-        dropout=dropout,
-        stochastic_depth=stochastic_depth,
-    )
+from voldefense.specs import BackboneSpec, lazy_factory
 
 
 @hookimpl
 def voldefense_backbones() -> Iterable[BackboneSpec]:
     yield BackboneSpec(
         name="efficientnet_b0",
-        factory=build,
+        factory=lazy_factory("voldefense.models.efficientnet:efficientnet_b0"),
         description="EfficientNet-B0 (MBConv, depthwise, squeeze-excitation)",
     )

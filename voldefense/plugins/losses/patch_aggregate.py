@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from voldefense.hookspecs import hookimpl
-from voldefense.specs import LossSpec
-
-
-def build(label_smoothing: float = 0.0, patch_reduction: str = "sum") -> Any:
-    from voldefense.models.losses import PatchAggregateLoss
-
-    return PatchAggregateLoss(label_smoothing=label_smoothing, patch_reduction=patch_reduction)  # type: ignore[arg-type]
+from voldefense.specs import LossSpec, lazy_factory
 
 
 @hookimpl
 def voldefense_losses() -> Iterable[LossSpec]:
     yield LossSpec(
         name="pal",
-        factory=build,
+        factory=lazy_factory("voldefense.models.losses:PatchAggregateLoss"),
         description="Patch Aggregate Loss: sum over patches of per-patch cross-entropy, mean over the batch",
         target="patch",
     )
