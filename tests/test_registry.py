@@ -4,6 +4,8 @@ broken hooks, strict mode, VOLDEFENSE_DISABLE_PLUGINS and the `voldefense plugin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -385,3 +387,15 @@ def test_plugins_listing_reports_failures(monkeypatch, capsys):
     assert "alpha" in out and "pkg-a" in out
     assert "warning: plugin pkg-bad" in err and "boom" in err
     assert cli.main(["plugins", "--strict"]) == 1
+
+
+def test_listing_the_builtin_plugins_imports_no_heavy_package():
+    # Factories, not instances: listing must stay cheap. A fresh interpreter, so earlier tests' imports don't count.
+    code = (
+        "import sys\n"
+        "from voldefense.registry import Registry\n"
+        "entries = Registry(load_entry_points=False).entries()\n"
+        "print(len(entries), sorted(m for m in ('torch', 'art', 'scipy', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) >= 24 and out[1:] == ["[]"]

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from voldefense.attacks._pixel_search import paint_pixels, uniform
+from voldefense.attacks.pixel_batched import PixelBatchedAttack
 from voldefense.errors import ConfigError, DataError
-from voldefense.plugins.attacks.pixel_batched import PixelBatchedAttack
 from voldefense.registry import Registry
 
 SIDE = 8

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from voldefense.attacks.pixel_batched import PixelBatchedAttack
+from voldefense.attacks.pixel_exhaustive import PixelExhaustiveAttack
 from voldefense.errors import ConfigError
-from voldefense.plugins.attacks.pixel_batched import PixelBatchedAttack
-from voldefense.plugins.attacks.pixel_exhaustive import PixelExhaustiveAttack
 from voldefense.registry import Registry
 
 SIDE = 8
