@@ -6,18 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from tiny_quickstart import QUICKSTART, tiny_overrides
 
-QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=40",
-    "data.options.test_size=16",
-    "data.val_size=8",
-    "training.epochs=2",
-    "training.batch_size=8",
-    "model.width=0.0625",
+    *tiny_overrides(train_size=40, test_size=16, val_size=8, epochs=2, batch_size=8),
     "syllabus.pacing_epochs=1",
     "attacks=[{name: random_pixels, sizes: [1], images: 4}]",
 ]

@@ -12,20 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_quickstart import QUICKSTART, tiny_overrides
 
 from voldefense.checkpoint import load_checkpoint
 from voldefense.config import load_config
 from voldefense.errors import ConfigError
 from voldefense.runner import run
 
-QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
-    "data.options.train_size=48",
-    "data.options.test_size=24",
-    "data.val_size=8",
-    "training.epochs=3",
-    "training.batch_size=16",
-    "model.width=0.0625",
+    *tiny_overrides(train_size=48, test_size=24, val_size=8, epochs=3, batch_size=16),
     "syllabus.pacing_epochs=2",
     "training.augment=crop_flip",
     "optimizer.name=sgd",
