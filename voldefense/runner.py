@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import logging
 import shutil
@@ -955,14 +954,11 @@ def check_against_data(config: Config, data: RunData, registry: Any) -> None:
     """Rules that need the data (image size), checked before anything is trained."""
     _, height, width = data.image_shape
     for i, attack in enumerate(config.attacks):
-        if attack.name != "pixel_exhaustive":
-            continue
-        limit = attack.options.get("max_pixels")
-        if limit is None:
-            limit = inspect.signature(registry.get("attack", attack.name).factory).parameters["max_pixels"].default
-        if height * width > limit:
+        # Declared on the spec (`AttackSpec.max_image_pixels`), e.g. pixel_exhaustive's 8 x H x W queries.
+        limit = registry.get("attack", attack.name).image_pixel_limit(attack.options)
+        if limit is not None and height * width > limit:
             raise ConfigError(
-                f"attacks[{i}]: pixel_exhaustive is for images up to {limit} pixels (CIFAR size) and these are "
+                f"attacks[{i}]: {attack.name} is for images up to {limit} pixels and these are "
                 f"{height}x{width}; remove it, or raise attacks[{i}].options.max_pixels to run it anyway"
             )
 
@@ -1116,11 +1112,11 @@ def convergence_checks(
     same seed and twice its budget (`voldefense.evaluation.checks`, docs/rigor.md); a check already in
     `previous` for the same attack and the same per-image outcome is kept."""
     from voldefense.evaluation.checks import (
-        NOT_DOUBLED_REASON,
         ConvergenceCheck,
         budget_convergence,
         budget_groups,
         double_budget,
+        not_doubled_reason,
         robust_accuracy_of,
         strongest_attack,
     )
@@ -1155,7 +1151,7 @@ def convergence_checks(
         plugin = attack.name
         doubled = double_budget(plugin, attack.options, registry=registry)
         if doubled is None:
-            reason = NOT_DOUBLED_REASON.get(plugin, f"{plugin} has no budget option known to be doubled")
+            reason = not_doubled_reason(plugin, registry=registry)
             check = ConvergenceCheck.not_applicable(label, reason, tolerance)
         else:
             logger.info("budget convergence: %s with %s at %s, doubled budget", model, label, row["size"])

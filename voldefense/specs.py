@@ -18,6 +18,8 @@ from typing import Any, Literal
 from voldefense.errors import ConfigError, PluginError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+OPTION_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MISSING = object()
 
 
 class PluginKind(str, enum.Enum):
@@ -181,24 +183,124 @@ class LossSpec(_Spec):
 
 
 @dataclass(frozen=True)
+class BudgetOption:
+    """An option whose doubling doubles an attack's effort, counted only `when` another option has a value.
+
+    ``BudgetOption("candidates", when=("location", "search"))``: the candidate locations are searched (and cost
+    queries) only with ``location: search``; with a random location they are unused, so doubling them would
+    double nothing. `when` is read against the configured options, falling back to the factory's defaults.
+    """
+
+    name: str
+    when: tuple[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not OPTION_PATTERN.match(self.name):
+            raise PluginError(f"budget option name must be an identifier, got {self.name!r}")
+        if self.when is not None and (
+            not isinstance(self.when, tuple)
+            or len(self.when) != 2
+            or not isinstance(self.when[0], str)
+            or not OPTION_PATTERN.match(self.when[0])
+        ):
+            raise PluginError(f"budget option {self.name!r}: when must be an (option, value) pair, got {self.when!r}")
+
+
+@dataclass(frozen=True)
 class AttackSpec(_Spec):
     """An evasion attack. `factory(**options)` returns an object with
     `run(model, images, labels, size, *, seed) -> voldefense.attacks.AttackResult`, where `model` is any
     `nn.Module` mapping images `(B, C, H, W)` in [0, 1] to image logits `(B, K)` (the whole defended
     pipeline, or f).
 
+    The fields below declare the behaviour the core needs to know, so it never keys on a plugin's name:
+
     `size_unit`: "pixels" (size = number of pixels changed) or "area" (size = fraction of the image area).
-    `white_box`: True when the attack uses gradients of the model under attack.
+    `white_box`: True when the attack uses gradients of the model under attack (the gradient-masking check
+    compares white- and black-box attacks).
+    `budget_options`: the integer options whose doubling doubles the attack's effort (iterations, queries,
+    candidates); the budget-convergence check reruns the strongest attack with them doubled. Entries are option
+    names or `BudgetOption`s that count only when another option has a given value. Empty: the check is not
+    applicable (say why with `exact` or `adaptive`).
+    `exact`: True when the attack is exhaustive over its candidate set, so more budget cannot change its result.
+    `adaptive`: False for fixed protocols that do not search against the model (random pixels); a budget
+    attacked only by such attacks has no real worst case, and the config loader warns.
+    `needs_source_model`: True when the attack is optimised on a source model (a transfer attack) given as its
+    ``source_model`` option, a model name in a config (f when none is named).
+    `max_image_pixels`: images with more pixels (H x W) than this are refused up front, before anything is
+    trained; an attack with this limit takes a ``max_pixels`` option that raises it deliberately.
     """
 
     size_unit: Literal["pixels", "area"] = "pixels"
     white_box: bool = False
+    budget_options: tuple[str | BudgetOption, ...] = ()
+    exact: bool = False
+    adaptive: bool = True
+    needs_source_model: bool = False
+    max_image_pixels: int | None = None
     kind: PluginKind = field(init=False, default=PluginKind.ATTACK, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        where = f"attack plugin {self.name!r}"
         if self.size_unit not in ("pixels", "area"):
-            raise PluginError(f"attack plugin {self.name!r}: size_unit must be 'pixels' or 'area'")
+            raise PluginError(f"{where}: size_unit must be 'pixels' or 'area'")
+        for flag in ("white_box", "exact", "adaptive", "needs_source_model"):
+            if not isinstance(getattr(self, flag), bool):
+                raise PluginError(f"{where}: {flag} must be True or False, got {getattr(self, flag)!r}")
+        if not isinstance(self.budget_options, tuple):
+            raise PluginError(f"{where}: budget_options must be a tuple of option names, got {self.budget_options!r}")
+        for entry in self.budget_options:
+            if isinstance(entry, BudgetOption):
+                continue
+            if not isinstance(entry, str) or not OPTION_PATTERN.match(entry):
+                raise PluginError(
+                    f"{where}: budget_options entries must be option names or BudgetOption, got {entry!r}"
+                )
+        names = [e.name if isinstance(e, BudgetOption) else e for e in self.budget_options]
+        if len(set(names)) != len(names):
+            raise PluginError(f"{where}: budget_options names an option twice ({', '.join(names)})")
+        if self.budget_options and (self.exact or not self.adaptive):
+            raise PluginError(
+                f"{where}: an exact or non-adaptive attack has no budget to double; drop its budget_options"
+            )
+        limit = self.max_image_pixels
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise PluginError(f"{where}: max_image_pixels must be a positive integer or None, got {limit!r}")
+
+    def budget_keys(self, options: dict[str, Any] | None = None) -> tuple[str, ...]:
+        """The options a convergence rerun doubles for a run with `options` (a `BudgetOption` counts when its
+        condition holds, reading the factory's defaults for options not given)."""
+        options = options or {}
+        keys: list[str] = []
+        for entry in self.budget_options:
+            if isinstance(entry, str):
+                keys.append(entry)
+                continue
+            if entry.when is not None:
+                option, wanted = entry.when
+                if option in options:
+                    value = options[option]
+                else:
+                    value = self.option_defaults().get(option, _MISSING)
+                if value != wanted:
+                    continue
+            keys.append(entry.name)
+        return tuple(keys)
+
+    def option_defaults(self) -> dict[str, Any]:
+        """The factory's keyword defaults (empty when its signature cannot be read)."""
+        try:
+            params = inspect.signature(self.factory).parameters
+        except (TypeError, ValueError):
+            return {}
+        return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+    def image_pixel_limit(self, options: dict[str, Any] | None = None) -> int | None:
+        """The largest image (H x W pixels) this attack accepts with `options`; None: any size."""
+        if self.max_image_pixels is None:
+            return None
+        return int((options or {}).get("max_pixels", self.max_image_pixels))
 
 
 @dataclass(frozen=True)

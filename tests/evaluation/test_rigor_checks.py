@@ -16,10 +16,12 @@ from voldefense.evaluation.checks import (
     double_budget,
     gradient_masking,
     masking_checks,
+    not_doubled_reason,
     robust_accuracy_of,
     strongest_attack,
 )
 from voldefense.registry import Registry
+from voldefense.specs import AttackSpec, BudgetOption
 
 
 def outcome(robust: str, *, size: float = 0.1, copies: int = 1, clean: str | None = None) -> AttackOutcome:
@@ -99,6 +101,40 @@ def test_double_budget_knows_the_builtins_and_reads_defaults(registry):
     assert double_budget("someone_elses_attack", {"steps": 3}, registry=registry) is None
     # the doubled options build a working attack of the same plugin
     registry.get("attack", "patch_pgd").build(**double_budget("patch_pgd", {}, registry=registry))
+
+
+def _attack_with(steps: int = 10, mode: str = "fast", rounds: int = 3) -> object:
+    return None
+
+
+def test_double_budget_reads_what_any_spec_declares():
+    """A third-party attack gets the convergence check from its declared `budget_options` (no name table); a
+    conditional option counts when its condition holds, read from the factory's defaults when not given."""
+    spec = AttackSpec(
+        name="someone_elses",
+        factory=_attack_with,
+        description="a third-party attack",
+        budget_options=("steps", BudgetOption("rounds", when=("mode", "thorough"))),
+    )
+    assert double_budget(spec, {}) == {"steps": 20}
+    assert double_budget(spec, {"steps": 4, "mode": "thorough"}) == {"steps": 8, "mode": "thorough", "rounds": 6}
+    thorough_default = AttackSpec(
+        name="thorough_default",
+        factory=lambda *, steps=5, mode="thorough", rounds=2: None,
+        description="its default mode is the one whose rounds count",
+        budget_options=("steps", BudgetOption("rounds", when=("mode", "thorough"))),
+    )
+    assert double_budget(thorough_default, {}) == {"steps": 10, "rounds": 4}
+    assert double_budget(spec, {"steps": "many"}) is None  # not an integer: nothing to double honestly
+
+
+def test_not_doubled_reason_comes_from_the_declared_fields(registry):
+    assert "exact" in not_doubled_reason("pixel_exhaustive", registry=registry)
+    assert "fixed protocol" in not_doubled_reason("random_pixels", registry=registry)
+    assert "not a registered attack" in not_doubled_reason("nope", registry=registry)
+    bare = AttackSpec(name="bare", factory=_attack_with, description="declares nothing")
+    assert double_budget(bare, {}) is None
+    assert not_doubled_reason(bare) == "bare declares no budget option to double"
 
 
 def test_strongest_attack_is_the_lowest_robust_accuracy():

@@ -180,3 +180,16 @@ def test_the_guide_shows_the_example_as_it_is():
     excerpt = yaml.safe_load(blocks[0])
     assert {"volumizer", "model", "loss", "attacks"} <= set(excerpt)
     assert _subset_mismatches(excerpt, yaml.safe_load(EXAMPLE.read_text())) == []
+
+
+def test_sparse_rs_gets_the_convergence_check_like_a_builtin(tiny_run):
+    """The convergence check reads which options scale an attack's budget from its spec
+    (`AttackSpec.budget_options`), not from a table of built-in names: at 4 pixels sparse_rs is the only attack,
+    so the check reruns it with its declared `max_queries` doubled."""
+    results = json.loads((tiny_run / "results.json").read_text())
+    checks = {(c["model"], c["size"]): c for c in results["convergence"]}
+    for model in "fg":
+        check = checks[(model, 4)]
+        assert check["attack"] == "sparse_rs"
+        assert check["applicable"] is True and check["held"] in (True, False)
+        assert check["doubled_options"] == {"max_queries": 2 * MAX_QUERIES}

@@ -18,30 +18,12 @@ accuracy.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from voldefense.errors import ConfigError
-
-# Budget options of the built-in attacks that a convergence rerun doubles. Attacks absent here (or mapped to
-# an empty tuple: exhaustive or fixed-protocol attacks, where "more budget" means nothing) are not applicable.
-BUDGET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "pixel": ("max_iter",),
-    "patch": ("iterations",),
-    "patch_pgd": ("steps",),
-    "patch_rank": ("steps",),
-    "sparse_pgd": ("steps",),
-    "pixel_batched": ("max_queries",),
-    "pixel_exhaustive": (),  # exact over its candidate set: nothing to converge
-    "random_pixels": (),  # the paper's fixed random protocol, not an optimisation
-}
-NOT_DOUBLED_REASON = {
-    "pixel_exhaustive": "exhaustive over its candidate set (exact, nothing to double)",
-    "random_pixels": "a fixed random protocol, not an optimisation",
-}
 
 Result = Any  # AttackOutcome | Mapping[str, Any] (a runner row)
 
@@ -79,47 +61,65 @@ def _fmt(value: float) -> str:
 # -- budget convergence -------------------------------------------------------------------------------------
 
 
-def budget_keys(attack_name: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...] | None:
-    """The budget options `double_budget` scales for `attack_name` (None: unknown attack)."""
-    if attack_name not in BUDGET_OPTIONS:
+def _attack_spec(attack: Any, registry: Any) -> Any:
+    """`attack` itself when it is a spec, else the attack spec registered under that name (None: unknown)."""
+    if not isinstance(attack, str):
+        return attack
+    if registry is None:
+        from voldefense.registry import get_registry
+
+        registry = get_registry()
+    try:
+        return registry.get("attack", attack)
+    except LookupError:
         return None
-    keys = BUDGET_OPTIONS[attack_name]
-    # patch_pgd's location search spends its queries on candidates too: double them along with the steps.
-    if attack_name == "patch_pgd" and (options or {}).get("location") == "search":
-        keys = (*keys, "candidates")
-    return keys
+
+
+def budget_keys(
+    attack: Any, options: Mapping[str, Any] | None = None, *, registry: Any = None
+) -> tuple[str, ...] | None:
+    """The budget options `double_budget` scales for `attack` (an `AttackSpec`, or a name looked up in
+    `registry`) run with `options`, as its spec declares them (`AttackSpec.budget_options`); None: unknown
+    attack."""
+    spec = _attack_spec(attack, registry)
+    return None if spec is None else spec.budget_keys(dict(options or {}))
 
 
 def double_budget(
-    attack_name: str, options: Mapping[str, Any] | None = None, *, registry: Any = None
+    attack: Any, options: Mapping[str, Any] | None = None, *, registry: Any = None
 ) -> dict[str, Any] | None:
-    """`options` with every budget option of `attack_name` doubled (defaults read from the plugin's factory).
+    """`options` with every budget option of `attack` (an `AttackSpec`, or a name looked up in `registry`)
+    doubled, defaults read from the plugin's factory.
 
-    Returns None when the attack is unknown here or has no budget to double (exhaustive / fixed-protocol
-    attacks), or a default cannot be read; the convergence check then reports "not applicable".
+    Returns None when the attack is unknown or declares no budget to double (exact / fixed-protocol attacks),
+    or a default cannot be read; the convergence check then reports "not applicable" (`not_doubled_reason`).
     """
-    keys = budget_keys(attack_name, options)
+    spec = _attack_spec(attack, registry)
+    keys = None if spec is None else spec.budget_keys(dict(options or {}))
     if not keys:
         return None
     out = dict(options or {})
-    defaults: dict[str, Any] = {}
-    missing = [k for k in keys if k not in out]
-    if missing:
-        if registry is None:
-            from voldefense.registry import get_registry
-
-            registry = get_registry()
-        try:
-            params = inspect.signature(registry.get("attack", attack_name).factory).parameters
-        except (LookupError, TypeError, ValueError):
-            return None
-        defaults = {k: params[k].default for k in missing if k in params}
+    defaults = spec.option_defaults()
     for key in keys:
         value = out.get(key, defaults.get(key))
         if isinstance(value, bool) or not isinstance(value, int):
             return None
         out[key] = 2 * value
     return out
+
+
+def not_doubled_reason(attack: Any, *, registry: Any = None) -> str:
+    """Why `double_budget` has nothing to double for `attack` (a spec or a name), from what its spec declares."""
+    spec = _attack_spec(attack, registry)
+    if spec is None:
+        return f"{attack} is not a registered attack"
+    if spec.exact:
+        return "exhaustive over its candidate set (exact, nothing to double)"
+    if not spec.adaptive:
+        return "a fixed protocol, not an optimisation"
+    if not spec.budget_options:
+        return f"{spec.name} declares no budget option to double"
+    return f"a budget option of {spec.name} has no integer value to double"
 
 
 def strongest_attack(results_by_attack: Mapping[str, Result]) -> str | None:

@@ -15,4 +15,6 @@ def voldefense_attacks():
         description="universal targeted patch (Brown et al.) from a source model, pasted at random spots",
         size_unit="area",
         white_box=True,
+        budget_options=("iterations",),
+        needs_source_model=True,  # with source: transfer (the paper's setting) the patch is trained on f
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from voldefense.hookspecs import hookimpl
-from voldefense.specs import AttackSpec, lazy_factory
+from voldefense.specs import AttackSpec, BudgetOption, lazy_factory
 
 
 @hookimpl
@@ -14,4 +14,6 @@ def voldefense_attacks():
         description="adaptive PGD inside a square patch region (random or searched location), per image",
         size_unit="area",
         white_box=True,
+        # the location search spends its effort on candidate locations too: double them with the steps
+        budget_options=("steps", BudgetOption("candidates", when=("location", "search"))),
     )

@@ -16,4 +16,5 @@ def voldefense_attacks():
         "its patch's rank (metric surrogate), best per image",
         size_unit="area",
         white_box=True,
+        budget_options=("steps",),
     )

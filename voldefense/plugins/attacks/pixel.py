@@ -14,4 +14,5 @@ def voldefense_attacks():
         description="ART PixelAttack: untargeted N-pixel differential evolution (black-box, slow)",
         size_unit="pixels",
         white_box=False,
+        budget_options=("max_iter",),
     )

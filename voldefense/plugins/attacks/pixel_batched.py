@@ -17,4 +17,5 @@ def voldefense_attacks() -> Iterator[AttackSpec]:
         "in torch, fixed query budget, early stop per image",
         size_unit="pixels",
         white_box=False,
+        budget_options=("max_queries",),
     )

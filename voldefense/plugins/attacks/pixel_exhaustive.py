@@ -17,4 +17,7 @@ def voldefense_attacks() -> Iterator[AttackSpec]:
         "robustness over that colour set; size 1 only",
         size_unit="pixels",
         white_box=False,
+        exact=True,  # every pixel x every colour-cube corner: nothing left to find with more budget
+        # 8 x H x W queries per image: refuse images over CIFAR size up front (the attack's max_pixels default)
+        max_image_pixels=32 * 32,
     )

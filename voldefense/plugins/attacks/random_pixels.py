@@ -14,4 +14,5 @@ def voldefense_attacks():
         description="paper protocol: N random-valued pixels in a random quadrant, 5 copies averaged",
         size_unit="pixels",
         white_box=False,
+        adaptive=False,  # a fixed random protocol: it never looks at the model's outputs to choose pixels
     )

@@ -14,4 +14,5 @@ def voldefense_attacks():
         description="adaptive white-box N-pixel attack: PGD projected onto at most N changed pixel locations",
         size_unit="pixels",
         white_box=True,
+        budget_options=("steps",),
     )

@@ -108,4 +108,5 @@ def voldefense_attacks() -> Iterator[AttackSpec]:
         description="Sparse-RS random search over N pixels (Croce et al. 2022); black-box, early stop",
         size_unit="pixels",
         white_box=False,
+        budget_options=("max_queries",),  # declared, so the convergence check doubles its queries as a built-in's
     )
