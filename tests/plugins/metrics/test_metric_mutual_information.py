@@ -59,7 +59,10 @@ def test_mi_of_sample_with_itself_is_its_entropy(bins):
 def test_mi_is_non_negative_and_zero_against_a_constant():
     x = images(4, 8)
     mi = get_registry().get("metric", "mi").build()(x, torch.full((3, 8, 8), 0.5))
-    assert torch.all(mi == 0)
+    # H(x) + H(r) - H(x, r) comes from two different reductions: zero up to rounding, never exactly (4.8e-7
+    # was measured in a fresh venv), so the property is "non-negative and within rounding of 0".
+    assert torch.all(mi >= 0)
+    torch.testing.assert_close(mi, torch.zeros_like(mi), rtol=0, atol=1e-5)
 
 
 def test_mi_needs_a_broadcastable_reference():
