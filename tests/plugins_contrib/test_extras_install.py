@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,27 +27,68 @@ class Installed:
     work: Path
 
 
+def _site_dirs() -> list[str]:
+    """The site-packages folders of the interpreter running the tests (system Python in CI, a venv for a user,
+    with its base's folders too when it was made with --system-site-packages)."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
+def _child_venv(venv: Path) -> str:
+    """A venv that sees *this* interpreter's packages and installs into its own site-packages; its python.
+
+    `venv --system-site-packages` is not that: made from inside a venv, it sees the *base* interpreter's packages
+    (no torch, often an old setuptools without bdist_wheel). Instead a .pth file in the child's site-packages
+    adds this interpreter's site folders with `site.addsitedir`, which also runs their own .pth files (editable
+    installs), after the child's own folder, so what pip installs there wins.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    lines = [f"import site; site.addsitedir({d!r})" for d in _site_dirs()]
+    (Path(purelib) / "_voldefense_test_parent.pth").write_text("\n".join(lines) + "\n")
+    return python
+
+
+def _check_build_backend() -> None:
+    """The offline build (no index, no build isolation) uses this environment's setuptools, which must build
+    wheels by itself (>= 70.1; older ones need the separate `wheel` package). The `dev` extra installs one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("setuptools")
+    except PackageNotFoundError:
+        found = "none"
+    major_minor = tuple(int(p) for p in found.split(".")[:2] if p.isdigit()) if found != "none" else (0,)
+    if major_minor < (70, 1):
+        pytest.fail(f"setuptools {found} cannot build wheels offline; install the dev extra: pip install -e '.[dev]'")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Installed:
-    # A venv that sees this environment's packages (voldefense, torch, pip, setuptools) but installs into its
-    # own site-packages, so the test never touches the environment it runs in. No network: build with what is
-    # here.
+    # No network: build with what this environment has, and never touch it (pip installs into the child venv).
+    _check_build_backend()
     tmp_path = tmp_path_factory.mktemp("extras_install")
     venv = tmp_path / "venv"
-    command = [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)]
-    subprocess.run(command, check=True)
-    python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+    python = _child_venv(venv)
     source = tmp_path / "voldefense-extras"
     shutil.copytree(EXTRAS_ROOT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONNOUSERSITE": "1"}
     for name in ("VOLDEFENSE_DISABLE_PLUGINS", "VOLDEFENSE_STRICT_PLUGINS"):
         env.pop(name, None)
-    subprocess.run(
+    done = subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(source)],
-        check=True,
+        capture_output=True,
+        text=True,
         env=env,
         cwd=tmp_path,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     return Installed(python, env, venv, source, tmp_path)
 
 
