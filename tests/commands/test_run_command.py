@@ -35,6 +35,16 @@ def cli(*args):
         ("attacks.0.options={steps: 3}", "attacks[0].options.steps: attack 'random_pixels' does not accept"),
         ("data.options.size=3", "data.options.size: dataset 'synthetic' does not accept this option"),
         ("volumizer.order=upwards", "volumizer.order: invalid value 'upwards'; allowed: 'ascending'"),
+        # Non-finite numbers pass every comparison-based range check (NaN > 0 is False, so is NaN < 0): refused
+        # by name, each in one line naming the key and what is allowed.
+        ("optimizer.lr=.nan", "optimizer.lr: nan is not a finite number (NaN and infinity are refused); allowed: a"),
+        ("optimizer.lr=.inf", "optimizer.lr: inf is not a finite number"),
+        ("optimizer.weight_decay=.nan", "optimizer.weight_decay: nan is not a finite number"),
+        ("attacks.0.sizes=[.nan]", "attacks[0].sizes[0]: nan is not a finite number"),
+        ("model.width=.inf", "model.width: inf is not a finite number (NaN and infinity are refused); allowed: a"),
+        ("syllabus.start_fraction=-.inf", "syllabus.start_fraction: -inf is not a finite number"),
+        ("attacks.0.options={copies: .nan}", "attacks[0].options.copies: nan is not a finite number"),
+        ("data.options={noise: [0.1, .inf]}", "data.options.noise[1]: inf is not a finite number"),
     ],
 )
 def test_config_errors_are_one_line_before_training(tmp_path, capsys, override, expected):

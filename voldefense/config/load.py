@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -71,6 +72,22 @@ def _describe(tp: Any, meta: dict[str, Any]) -> str:
     return text
 
 
+def _non_finite(path: str, value: float, allowed: str) -> ConfigError:
+    return ConfigError(f"{path}: {value!r} is not a finite number (NaN and infinity are refused); allowed: {allowed}")
+
+
+def _refuse_non_finite(value: Any, path: str) -> None:
+    """Raise if a float anywhere inside `value` (plugin options, nested lists and mappings) is NaN or infinite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _non_finite(path, value, "a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _refuse_non_finite(item, f"{path}[{i}]")
+
+
 def _check_range(value: float, meta: dict[str, Any]) -> bool:
     if "min" in meta and value < meta["min"]:
         return False
@@ -83,6 +100,7 @@ def _coerce(value: Any, tp: Any, path: str, meta: dict[str, Any]) -> Any:
     """Return `value` converted to `tp`, or raise a ConfigError naming `path`."""
     origin = typing.get_origin(tp)
     if tp is Any:
+        _refuse_non_finite(value, path)
         return value
     if tp is type(None):
         if value is None:
@@ -109,6 +127,7 @@ def _coerce(value: Any, tp: Any, path: str, meta: dict[str, Any]) -> Any:
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise _fail(path, value, _describe(tp, meta))
+        _refuse_non_finite(value, path)
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return _parse_section(value, tp, path)
@@ -121,6 +140,9 @@ def _coerce(value: Any, tp: Any, path: str, meta: dict[str, Any]) -> Any:
             return value
         raise _fail(path, value, _describe(int, meta))
     if tp is float:
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN passes every comparison-based range check, so it is refused by name, before the range.
+            raise _non_finite(path, value, _describe(float, meta))
         if isinstance(value, (int, float)) and not isinstance(value, bool) and _check_range(float(value), meta):
             return float(value)
         raise _fail(path, value, _describe(float, meta))
