@@ -26,6 +26,10 @@ class CheckpointError(VoldefenseError):
     """A checkpoint is missing, corrupt or does not match the model."""
 
 
+class TrainingError(VoldefenseError):
+    """Training diverged (a non-finite loss or weights); the last good checkpoint is kept."""
+
+
 class PluginError(VoldefenseError):
     """A plugin failed to load, registered a duplicate name, or returned something that is not a spec."""
 

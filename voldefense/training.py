@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from voldefense.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from voldefense.config.schema import OptimizerConfig, ScheduleConfig, TrainingConfig
 from voldefense.distributed import DistContext, RankSlice
-from voldefense.errors import CheckpointError
+from voldefense.errors import CheckpointError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,23 @@ def _accuracy_count(outputs: torch.Tensor, labels: torch.Tensor) -> int:
     return int((logits.argmax(-1) == labels).sum())
 
 
+def _diverged(job: TrainJob, what: str, epoch: int, step: int, steps: int, lr: float) -> TrainingError:
+    """The one-line error of a run whose loss or weights stopped being finite: where, and what was kept."""
+    kept = (
+        f"the last good checkpoint {job.checkpoint} is kept"
+        if job.checkpoint.is_file()
+        else "no checkpoint was written before it"
+    )
+    return TrainingError(
+        f"training {job.name} stopped: {what} at epoch {epoch}, step {step} of {steps} (lr {lr:.3g}); {kept}; "
+        "lower optimizer.lr (or use a warm-up, schedule.warmup_epochs) and rerun"
+    )
+
+
+def _finite_weights(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point())
+
+
 def _restore(job: TrainJob, optimizer: Any, scheduler: Any, scaler: Any) -> int:
     """Load the job's checkpoint into the objects; returns the number of finished epochs."""
     state = load_checkpoint(job.checkpoint)
@@ -216,7 +233,8 @@ def train(
         )
         # The transform's randomness comes from (seed, epoch) alone, like the data order, so resume replays it.
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        for images, labels in bar:
+        lr = optimizer.param_groups[0]["lr"]
+        for step, (images, labels) in enumerate(bar, start=1):
             images = augment(images.to(device, non_blocking=True), config.augment)
             labels = labels.to(device, non_blocking=True)
             if job.transform is not None:
@@ -224,15 +242,23 @@ def train(
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                 outputs = view(images)
                 loss = job.loss(outputs.float(), labels)
+            value = float(loss.detach())
+            # Stop before a non-finite loss reaches the weights: nothing is saved, so the last checkpoint stays
+            # good. Under DDP every rank must stop together, so the flag is summed over ranks.
+            bad = not math.isfinite(value)
+            if context.enabled and context.all_reduce_sum([float(bad)], device)[0] > 0:
+                what = f"the loss is {value}" if bad else "the loss is non-finite on another process"
+                raise _diverged(job, what, epoch + 1, step, len(loader), lr)
+            if bad:
+                raise _diverged(job, f"the loss is {value}", epoch + 1, step, len(loader), lr)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            totals[0] += float(loss.detach()) * len(labels)
+            totals[0] += value * len(labels)
             totals[1] += _accuracy_count(outputs.detach(), labels)
             totals[2] += len(labels)
             bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}")
-        lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         loss_sum, correct, count = context.all_reduce_sum(totals, device)
         record: EpochRecord = {
@@ -251,7 +277,13 @@ def train(
                 record.update(validate(model, epoch + 1))
         record["seconds"] = time.perf_counter() - started
         job.history.append(record)
-        if context.is_main and ((epoch + 1) % config.checkpoint_every == 0 or last):
+        saving = (epoch + 1) % config.checkpoint_every == 0 or last
+        # The epoch's last step may have made the weights non-finite (a finite loss, then a huge step): never
+        # overwrite the last good checkpoint with them. Every rank checks (DDP keeps the weights identical), so
+        # all stop together.
+        if saving and not _finite_weights(model):
+            raise _diverged(job, "the weights became non-finite", epoch + 1, len(loader), len(loader), lr)
+        if context.is_main and saving:
             save_checkpoint(
                 job.checkpoint,
                 {

@@ -93,3 +93,12 @@ def test_output_dir_defaults_to_the_config_name(tmp_path, monkeypatch):
         argv += ["--set", item]
     assert main([*argv, "--set", "training.models=[f]"]) == 0
     assert (tmp_path / "runs" / "mine" / "report.md").is_file()
+
+
+def test_a_diverging_run_stops_in_one_line_naming_model_epoch_and_step(tmp_path, capsys):
+    # lr 1e30 is finite, so the config accepts it; the loss is NaN by the second step.
+    assert cli("--out", str(tmp_path / "run"), "--device", "cpu", "--set", "optimizer.lr=1.0e+30") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("voldefense run: error: training f stopped: the loss is nan at epoch 1, step 2 of 2"), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run" / "results.json").exists()
