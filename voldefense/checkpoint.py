@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import random
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,22 @@ FORMAT_VERSION = 1
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file in the same folder + ``os.replace``)."""
+    """Write `data` to `path` atomically (temporary file in the same folder + ``os.replace``).
+
+    The file gets the permissions any other file would (0666 minus the user's umask, e.g. 0644): the temporary
+    file is created with ``os.open(..., 0o666)``, which applies the umask, not with ``tempfile.mkstemp``, which
+    always gives 0600 (then report.md and results.json were private while the plots beside them were not).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - a 48-bit name collision
+            continue
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -35,7 +47,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

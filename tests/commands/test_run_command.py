@@ -102,3 +102,18 @@ def test_a_diverging_run_stops_in_one_line_naming_model_epoch_and_step(tmp_path,
     assert err.startswith("voldefense run: error: training f stopped: the loss is nan at epoch 1, step 2 of 2"), err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_every_file_of_a_run_honours_the_umask(tmp_path):
+    """report.md, results.json, config.yaml and the checkpoints get 0644 under umask 022, like the plots and
+    metrics.jsonl (they were 0600: written through mkstemp, which ignores the umask)."""
+    out = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        assert cli("--out", str(out), "--device", "cpu", "--set", "training.models=[f]") == 0
+    finally:
+        os.umask(old)
+    files = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert {"report.md", "results.json", "config.yaml", "metrics.jsonl", "checkpoints/f.pt"} <= set(files)
+    assert any(name.endswith(".png") for name in files)
+    assert files == dict.fromkeys(files, 0o644)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -50,6 +53,27 @@ def test_atomic_text_replaces_whole_file(tmp_path):
     atomic_write_text(path, "long old content")
     atomic_write_text(path, "new")
     assert path.read_text() == "new"
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_atomic_writes_honour_the_umask(tmp_path, mask):
+    """Like any other file (a plot, metrics.jsonl): 0666 minus the umask, also when replacing an older file."""
+    with umask(mask):
+        atomic_write_text(tmp_path / "report.md", "old")
+        atomic_write_text(tmp_path / "report.md", "new")
+        save_checkpoint(tmp_path / "g.pt", {"epoch": 1})
+        (tmp_path / "plain.txt").write_text("a file written the ordinary way")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(["report.md", "g.pt", "plain.txt"], 0o666 & ~mask)
 
 
 @pytest.mark.parametrize(
