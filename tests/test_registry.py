@@ -4,6 +4,7 @@ broken hooks, strict mode, VOLDEFENSE_DISABLE_PLUGINS and the `voldefense plugin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -380,13 +381,42 @@ def test_plugins_listing_reports_failures(monkeypatch, capsys):
     registry.register(MetricsPlugin("alpha"), origin="pkg-a")
     registry.register(Raising(), origin="pkg-bad")
     monkeypatch.setattr("voldefense.registry._cached_registry", lambda strict: registry)
-    with pytest.warns(PluginWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)  # the listing says it itself, not a second time
         assert cli.main(["plugins"]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[0].split() == ["KIND", "NAME", "ORIGIN", "DESCRIPTION"]
     assert "alpha" in out and "pkg-a" in out
-    assert "warning: plugin pkg-bad" in err and "boom" in err
+    assert err.startswith("warning: voldefense plugin pkg-bad:") and "boom" in err and err.count("\n") == 1
     assert cli.main(["plugins", "--strict"]) == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["plugins"], ["run", "{config}", "--set", "model.backbone=resnt", "--out", "{out}"]],
+    ids=["plugins", "run"],
+)
+def test_a_broken_plugin_is_one_warning_line_said_once_by_the_real_executable(tmp_path, command):
+    """Not Python's `file:line: PluginWarning: ...` plus the source line, then the listing's own line: one line."""
+    _healthy_and_broken(tmp_path)
+    from tiny_quickstart import QUICKSTART
+
+    argv = [a.format(config=QUICKSTART, out=tmp_path / "run") for a in command]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOLDEFENSE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    done = subprocess.run(
+        [sys.executable, "-m", "voldefense.cli", *argv], capture_output=True, text=True, env=env, timeout=120
+    )
+    lines = done.stderr.splitlines()
+    ours = [line for line in lines if "broken-plugins" in line]
+    assert ours == [
+        "warning: voldefense plugin broken-plugins: entry point 'broken' (vdtest_broken) failed to import: "
+        "ModuleNotFoundError: No module named 'vdtest_this_module_does_not_exist'"
+    ], done.stderr
+    if command[0] == "plugins":
+        assert done.returncode == 0 and lines == ours and "good_metric" in done.stdout
+    else:  # the run's own error follows on one line of its own
+        assert done.returncode == 2 and len(lines) == 2 and "model.backbone: unknown backbone 'resnt'" in lines[1]
 
 
 def test_listing_the_builtin_plugins_imports_no_heavy_package():

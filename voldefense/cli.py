@@ -7,6 +7,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from voldefense.errors import VoldefenseError
 
@@ -33,9 +34,29 @@ def _module_for(name: str):
     return importlib.import_module(f"voldefense.commands.{name}")
 
 
+def _show_plugin_warnings_in_one_line() -> None:
+    """A broken plugin's warning is one line on stderr (`warning: voldefense plugin NAME: problem`), not Python's
+    two-line `file:line: PluginWarning: ...` plus the source line that raised it."""
+    from voldefense.registry import PluginWarning
+
+    show = warnings.showwarning
+    if getattr(show, "_voldefense_one_line", False):
+        return
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # the signature of showwarning
+        if issubclass(category, PluginWarning):
+            print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    one_line._voldefense_one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = one_line
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_plugin_warnings_in_one_line()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
-from voldefense.registry import get_registry
+from voldefense.registry import PluginWarning, get_registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,8 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    registry = get_registry(strict=True if args.strict else None)
-    entries = registry.entries()
+    # The listing reports every plugin problem itself, below (also when the registry was built earlier in this
+    # process): the warnings raised while building it would say each one a second time.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        registry = get_registry(strict=True if args.strict else None)
+        entries = registry.entries()
     if args.json:
         rows = [{"kind": e.kind, "name": e.name, "origin": e.origin} for e in entries]
         json.dump(rows, sys.stdout, indent=2)
@@ -29,5 +34,5 @@ def main(args: argparse.Namespace) -> int:
         for e in entries:
             print(f"{e.kind:<{width_kind}}  {e.name:<{width_name}}  {e.origin:<{width_origin}}  {e.description}")
     for origin, message in registry.failures.items():
-        print(f"warning: plugin {origin}: {message}", file=sys.stderr)
+        print(f"warning: voldefense plugin {origin}: {' '.join(message.split())}", file=sys.stderr)
     return 1 if registry.failures and args.strict else 0
