@@ -1,4 +1,4 @@
-"""Shared machinery of the few-pixel attacks (`pixel_batched`, `pixel_exhaustive`).
+"""Shared machinery of the few-pixel attacks (`pixel_batched`, `pixel_exhaustive`, `pixel_search`).
 
 Private: the plugins are the public interface. What lives here:
 
@@ -7,6 +7,7 @@ Private: the plugins are the public interface. What lives here:
   still active, on the chunk size, or on the device — the attacks are deterministic given the seed.
 - `paint_pixels`: write N (row, col, colour) triples into copies of images, deterministically when two triples
   hit the same location (the later triple wins), so at most N distinct locations ever change.
+- `paint_corner_candidates`: one-pixel candidates numbered ``location * 2**C + corner``.
 - `QueryModel`: evaluates candidate images in chunks and counts the forward passes of each source image.
 """
 
@@ -80,6 +81,14 @@ def paint_pixels(base: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, col
     return out.reshape(m, c, h, w)
 
 
+def paint_corner_candidates(
+    base: torch.Tensor, cand: torch.Tensor, corners: torch.Tensor, width: int
+) -> torch.Tensor:
+    """One-pixel candidates ``cand = location * len(corners) + corner index`` painted into copies of `base`."""
+    loc, colour = cand // corners.shape[0], cand % corners.shape[0]
+    return paint_pixels(base, (loc // width)[:, None], (loc % width)[:, None], corners[colour][:, None])
+
+
 def check_batch(images: torch.Tensor, labels: torch.Tensor, what: str) -> None:
     """Reject inputs that break the attack contract with a one-line message."""
     if images.dim() != 4:
@@ -134,14 +143,19 @@ class QueryModel:
     """Chunked evaluation of candidate images that counts one query per candidate forward pass.
 
     ``evaluate(make, owners)`` builds candidates chunk by chunk with ``make(start, stop)`` (so at most
-    ``batch_size`` candidate images exist at a time), and returns the true-class probability and the predicted
-    class of each; ``owners`` says which source image each candidate belongs to, for the query count.
+    ``batch_size`` candidate images exist at a time), and returns the fitness and the predicted class of each;
+    ``owners`` says which source image each candidate belongs to, for the query count. The fitness, lower for
+    a stronger candidate, is the true-class probability, or with ``fitness="margin"`` the logit margin
+    ``logit[label] - max other logit`` (negative exactly when the candidate is misclassified).
     """
 
-    def __init__(self, model: nn.Module, labels: torch.Tensor, batch_size: int):
+    def __init__(
+        self, model: nn.Module, labels: torch.Tensor, batch_size: int, fitness: str = "probability"
+    ):
         self.model = model
         self.labels = labels
         self.batch_size = batch_size
+        self.fitness = fitness
         self.queries = torch.zeros(labels.shape[0], dtype=torch.long, device=labels.device)
 
     @torch.no_grad()
@@ -160,7 +174,11 @@ class QueryModel:
                 )
             logits = logits.float()
             label = self.labels[owners[start:stop]]
-            probs.append(torch.softmax(logits, dim=1).gather(1, label[:, None])[:, 0])
+            if self.fitness == "margin":
+                true = logits.gather(1, label[:, None])[:, 0]
+                probs.append(true - logits.scatter(1, label[:, None], -torch.inf).amax(dim=1))
+            else:
+                probs.append(torch.softmax(logits, dim=1).gather(1, label[:, None])[:, 0])
             preds.append(logits.argmax(dim=1))
         self.queries.index_add_(0, owners, torch.ones_like(owners))
         if not probs:

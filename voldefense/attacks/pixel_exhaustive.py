@@ -25,7 +25,7 @@ from voldefense.attacks._pixel_search import (
     colour_corners,
     int_option,
     model_device,
-    paint_pixels,
+    paint_corner_candidates,
     pixel_count,
 )
 from voldefense.attacks.base import AttackResult, preserve_mode
@@ -102,7 +102,7 @@ class PixelExhaustiveAttack:
                 flat_cand = cand.repeat(active.numel())
 
                 def make(s: int, e: int, owners: torch.Tensor = owners, flat: torch.Tensor = flat_cand):
-                    return _paint_candidates(x[owners[s:e]], flat[s:e], corners, w)
+                    return paint_corner_candidates(x[owners[s:e]], flat[s:e], corners, w)
 
                 prob, pred = qm.evaluate(make, owners)
                 prob, wrong = prob.reshape(-1, step), (pred != y[owners]).reshape(-1, step)
@@ -121,7 +121,7 @@ class PixelExhaustiveAttack:
             adversarial = x.clone()
             if success.any():
                 idx = success.nonzero()[:, 0]
-                adversarial[idx] = _paint_candidates(x[idx], best_cand[idx], corners, w)
+                adversarial[idx] = paint_corner_candidates(x[idx], best_cand[idx], corners, w)
 
         logger.debug("pixel_exhaustive: %d of %d images flipped", int(success.sum()), b)
         extra = {
@@ -141,8 +141,3 @@ class PixelExhaustiveAttack:
             extra=extra,
         )
 
-
-def _paint_candidates(base: torch.Tensor, cand: torch.Tensor, corners: torch.Tensor, width: int) -> torch.Tensor:
-    """Candidate `cand` = location * len(corners) + corner index, painted into a copy of each base image."""
-    loc, colour = cand // corners.shape[0], cand % corners.shape[0]
-    return paint_pixels(base, (loc // width)[:, None], (loc % width)[:, None], corners[colour][:, None])

@@ -8,5 +8,7 @@ MODULES: tuple[str, ...] = (
     "sparse_pgd",
     "pixel_batched",
     "pixel_exhaustive",
+    "pixel_search",
+    "pixel_search_grad",
     "patch_rank",
 )
