@@ -17,4 +17,5 @@ def voldefense_attacks() -> Iterator[AttackSpec]:
         "corner colours first, Sparse-RS-style search for N > 1, early stop per image (black-box)",
         size_unit="pixels",
         white_box=False,
+        budget_options=("max_queries",),
     )

@@ -17,4 +17,5 @@ def voldefense_attacks() -> Iterator[AttackSpec]:
         "instead of probes (white-box)",
         size_unit="pixels",
         white_box=True,
+        budget_options=("max_queries",),
     )
