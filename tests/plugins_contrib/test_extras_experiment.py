@@ -124,8 +124,8 @@ def test_models_were_built_by_the_extras(tiny_run):
 
 
 def test_built_objects_are_the_extras_components(tiny_run, registry):
-    from voldefense_extras import plugin
     from voldefense_extras.losses import PatchWeightedAggregateLoss
+    from voldefense_extras.ssim import SSIM
 
     from voldefense.runner import build_models, load_data
 
@@ -134,7 +134,8 @@ def test_built_objects_are_the_extras_components(tiny_run, registry):
         mp.setattr("voldefense.registry._cached_registry", lambda strict: registry)
         plans = build_models(config, load_data(config), registry)
     assert isinstance(plans["g"].loss, PatchWeightedAggregateLoss) and plans["g"].loss.decay == 0.9
-    assert plans["g"].model.volumizer.metric_spec.factory is plugin.ssim_factory
+    assert plans["g"].model.volumizer.metric_spec is registry.get("metric", "ssim")
+    assert plans["g"].model.volumizer.metric_spec.factory.resolve() is SSIM
     assert registry.origin("metric", "ssim") == EXTRAS_DIST
 
 

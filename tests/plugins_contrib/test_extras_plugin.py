@@ -47,22 +47,23 @@ def test_entry_point_declaration():
     assert project["project"]["entry-points"]["voldefense"] == {"extras": "voldefense_extras.plugin"}
 
 
-def test_factories_take_exactly_the_components_options():
-    """The factories spell out their options (so misspelt ones are named); they must not drift from the real
-    constructors."""
-    from voldefense_extras import losses, plugin, sparse_rs, ssim, wide_resnet
+def test_factories_name_the_components_themselves(extras_registry):
+    """No forwarding wrappers: each factory is a lazy reference to the component, so the options a config is
+    checked against are the component's own (one definition, nothing to drift)."""
+    from voldefense_extras import losses, sparse_rs, ssim, wide_resnet
 
-    pairs = [
-        (plugin.ssim_factory, ssim.SSIM),
-        (plugin.wide_resnet_factory, wide_resnet.wide_resnet),
-        (plugin.pal_weighted_factory, losses.PatchWeightedAggregateLoss),
-        (plugin.sparse_rs_factory, sparse_rs.SparseRS),
-    ]
-    for factory, target in pairs:
-        params = inspect.signature(target).parameters
-        want = {n: (p.kind, p.default) for n, p in params.items() if n != "self"}
-        got = {n: (p.kind, p.default) for n, p in inspect.signature(factory).parameters.items()}
-        assert got == want, factory.__name__
+    from voldefense.specs import LazyFactory
+
+    expected = {
+        ("metric", "ssim"): ssim.SSIM,
+        ("backbone", "wide_resnet"): wide_resnet.wide_resnet,
+        ("loss", "pal_weighted"): losses.PatchWeightedAggregateLoss,
+        ("attack", "sparse_rs"): sparse_rs.SparseRS,
+    }
+    for (kind, name), target in expected.items():
+        factory = extras_registry.get(kind, name).factory
+        assert isinstance(factory, LazyFactory) and factory.resolve() is target, name
+        assert inspect.signature(factory) == inspect.signature(target), name
 
 
 def test_unknown_option_is_named(extras_registry):
