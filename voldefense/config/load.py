@@ -266,12 +266,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = (), *, registry: Any = None) -> Config:
-    """Read a YAML file, apply ``--set`` overrides, and validate it completely (schema, then plugins)."""
+    """Read a YAML file, apply ``--set`` overrides, and validate it completely (schema, then plugins); warn
+    about budgets attacked only by non-adaptive attacks (`voldefense.config.coverage`)."""
     raw = read_yaml(path)
     for assignment in overrides:
         apply_override(raw, assignment)
     config = parse_config(raw)
     check_config(config, registry=registry)
+    from voldefense.config.coverage import warn_non_adaptive_budgets  # imports this module: import at call time
+
+    warn_non_adaptive_budgets(config, registry if registry is not None else _default_registry())
     return config
 
 
@@ -349,12 +353,16 @@ def _check_dataset(config: Config) -> None:
             )
 
 
+def _default_registry() -> Any:
+    from voldefense.registry import get_registry
+
+    return get_registry()
+
+
 def check_config(config: Config, *, registry: Any = None) -> None:
     """Check plugin names and options, dataset options and cross-field rules; raises `ConfigError`."""
     if registry is None:
-        from voldefense.registry import get_registry
-
-        registry = get_registry()
+        registry = _default_registry()
     _check_dataset(config)
 
     vol, syl = config.volumizer, config.syllabus
