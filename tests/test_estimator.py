@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, UsageError
 from voldefense.estimator import VolumizedClassifier
 from voldefense.specs import MetricSpec
 from voldefense.testing import accuracy, fit, tiny_cnn
@@ -61,7 +61,8 @@ def test_attributes_follow_art():
 )
 def test_bad_arguments_raise_config_error(kwargs):
     args = dict(nb_classes=4, input_shape=(3, 32, 32)) | kwargs
-    with pytest.raises(ConfigError):
+    # A wrong input shape is misuse of the Python API; the other arguments are configuration values.
+    with pytest.raises(UsageError if "input_shape" in kwargs else ConfigError):
         VolumizedClassifier(tiny_cnn(), args.pop("nb_classes"), args.pop("input_shape"), **args)
 
 

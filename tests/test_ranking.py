@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from voldefense.errors import ConfigError, PluginError, UnknownPluginError
+from voldefense.errors import ConfigError, PluginError, TensorError, UnknownPluginError
 from voldefense.ranking import lowest_entropy_index, rank_groups, rank_samples
 from voldefense.registry import get_registry
 from voldefense.specs import MetricSpec
@@ -76,7 +76,7 @@ def test_tensor_references_shared_and_per_group():
     per_group = torch.rand(3, 3, 4, 4)
     _, scores = rank_groups(x, "mse", reference=per_group)
     torch.testing.assert_close(scores, (x - per_group[:, None]).square().flatten(2).mean(2))
-    with pytest.raises(ConfigError, match="reference tensor"):
+    with pytest.raises(TensorError, match="reference tensor"):
         rank_groups(x, "mse", reference=torch.rand(2, 4, 4))
 
 

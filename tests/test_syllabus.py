@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError, UsageError
 from voldefense.ranking import rank_samples
 from voldefense.registry import get_registry
 from voldefense.syllabus import CurriculumSampler, curriculum_order, order_batch, score_dataset
@@ -51,7 +51,7 @@ def test_score_dataset_from_a_dataloader_and_references():
     x = images.float() / 255
     torch.testing.assert_close(from_tensor, mi(x, x[5]))
     torch.testing.assert_close(score_dataset(images, "mi", reference=x[5]), from_tensor)
-    with pytest.raises(ConfigError, match="one-shot"):
+    with pytest.raises(UsageError, match="one-shot"):
         score_dataset(iter([images[:10], images[10:]]), "mi")
     with pytest.raises(ConfigError, match="out of range"):
         score_dataset(images, "mi", reference=30)
@@ -120,7 +120,7 @@ def test_sampler_errors():
             CurriculumSampler(torch.arange(5), **kwargs)
     with pytest.raises(ConfigError, match="distinct"):
         CurriculumSampler([0, 1, 1])
-    with pytest.raises(ConfigError, match="1-D"):
+    with pytest.raises(TensorError, match="1-D"):
         CurriculumSampler(torch.zeros(2, 2, dtype=torch.long))
     with pytest.raises(ConfigError, match="epoch"):
         CurriculumSampler(torch.arange(5)).set_epoch(-1)

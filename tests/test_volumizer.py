@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from voldefense import Volumizer
-from voldefense.errors import ConfigError, UnknownPluginError
+from voldefense.errors import ConfigError, TensorError, UnknownPluginError
 from voldefense.registry import get_registry
 
 METRICS = ("entropy", "mi", "kl", "psnr", "max_norm", "joint_entropy", "mse")
@@ -124,12 +124,12 @@ def test_constructor_errors():
 
 def test_bad_inputs():
     v = Volumizer(16)
-    with pytest.raises(ConfigError, match=r"\(B, C, H, W\)"):
+    with pytest.raises(TensorError, match=r"\(B, C, H, W\)"):
         v.volumize(torch.rand(3, 32, 32))
     volume, perm = v.volumize(images(1))
-    with pytest.raises(ConfigError, match="volume"):
+    with pytest.raises(TensorError, match="volume"):
         v.unvolumize(volume, perm, (32, 32))
-    with pytest.raises(ConfigError, match="perm"):
+    with pytest.raises(TensorError, match="perm"):
         v.unvolumize(volume, perm[:, :3], (32, 48))
 
 

@@ -7,6 +7,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 import warnings
 
 from voldefense.errors import VoldefenseError
@@ -101,9 +102,35 @@ def main(argv: list[str] | None = None) -> int:
     except VoldefenseError as err:
         print(f"voldefense {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the environment (a full disk, a folder without permission), not a bug
+        print(f"voldefense {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"voldefense {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - not a user error: a bug, shown in full so it can be reported
+        traceback.print_exc()
+        print(
+            f"voldefense {args.command}: internal error (a bug, not a problem with your input); please report "
+            f"this at {issues_url()} with the traceback above",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def issues_url() -> str:
+    """Where to report a bug: the installed distribution's ``Issues`` project URL."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("voldefense").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("issues", "bug tracker", "bugs"):
+            return url.strip()
+    return "the voldefense issue tracker"
 
 
 if __name__ == "__main__":  # pragma: no cover

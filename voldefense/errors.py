@@ -1,7 +1,12 @@
-"""User-facing errors.
+"""User-facing errors, and errors of API misuse.
 
 Every error a user can cause (config, data, images, checkpoints, plugins) is a `VoldefenseError`: its message is
 one line naming the problem and the fix. The command line prints that line and exits non-zero, never a traceback.
+
+Calling the Python API wrongly — a tensor of the wrong shape, dtype or range, an argument of the wrong type — is a
+`UsageError` (a `ValueError`; `ArgumentTypeError` is also a `TypeError`), with the same one-line message. It is a
+bug in the calling code (or in voldefense itself), not bad input, so the command line shows its traceback and asks
+for a report, as for any other unexpected exception.
 """
 
 from __future__ import annotations
@@ -32,6 +37,19 @@ class TrainingError(VoldefenseError):
 
 class PluginError(VoldefenseError):
     """A plugin failed to load, registered a duplicate name, or returned something that is not a spec."""
+
+
+class UsageError(ValueError):
+    """The Python API was called with an argument it cannot take; `str(err)` names the argument and what was
+    expected, in one line. Not a `VoldefenseError`: no configuration or user file can cause it."""
+
+
+class TensorError(UsageError):
+    """A tensor argument has the wrong shape, dtype or value range (e.g. images not ``(B, C, H, W)`` in [0, 1])."""
+
+
+class ArgumentTypeError(UsageError, TypeError):
+    """An argument is of the wrong type (not a tensor, not an ``nn.Module``, ...)."""
 
 
 class UnknownPluginError(VoldefenseError, LookupError):

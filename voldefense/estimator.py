@@ -24,7 +24,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ArgumentTypeError, ConfigError, TensorError, UsageError
 
 DeviceChoice = Literal["auto", "cpu", "gpu"]
 
@@ -68,11 +68,11 @@ class VolumizedClassifier(PyTorchClassifier):
         preprocessing: tuple[Any, Any] = (0.0, 1.0),
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise ConfigError(f"VolumizedClassifier needs an nn.Module, got {type(model).__name__}")
+            raise ArgumentTypeError(f"VolumizedClassifier needs an nn.Module, got {type(model).__name__}")
         if int(nb_classes) < 2:
             raise ConfigError(f"nb_classes must be at least 2, got {nb_classes}")
         if len(tuple(input_shape)) != 3:
-            raise ConfigError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+            raise UsageError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
         if device not in ("auto", "cpu", "gpu"):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'gpu', not {device!r}")
         if int(gradient_batch_size) < 1:
@@ -102,7 +102,7 @@ class VolumizedClassifier(PyTorchClassifier):
         """Build the wrapper with ``input_shape`` taken from `images` and ``nb_classes`` from one forward
         pass."""
         if images.dim() != 4:
-            raise ConfigError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+            raise TensorError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
         if nb_classes is None:
             with torch.no_grad():
                 was_training = model.training

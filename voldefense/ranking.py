@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from voldefense.errors import ConfigError, PluginError
+from voldefense.errors import ConfigError, PluginError, TensorError
 from voldefense.registry import get_registry
 from voldefense.specs import MetricSpec
 
@@ -132,7 +132,7 @@ def _reference_tensor(
             and tuple(ref.shape[2:]) == sample_shape
         ):
             return ref
-        raise ConfigError(
+        raise TensorError(
             f"reference tensor of shape {tuple(ref.shape)} does not match samples of shape {sample_shape} "
             f"(give one sample {sample_shape} or one per group ({b}, *{sample_shape}))"
         )
@@ -166,7 +166,7 @@ def score_groups(
 
     `entropy_fn`: a prebuilt `reference_entropy(metric_options)` for the ``"auto"`` reference."""
     if not isinstance(samples, torch.Tensor) or samples.dim() < 3:
-        raise ConfigError(
+        raise TensorError(
             f"samples must be a tensor of shape (B, M, C, h, w), got {getattr(samples, 'shape', None)}"
         )
     b, m = samples.shape[:2]
@@ -221,7 +221,7 @@ def rank_samples(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`rank_groups` for one group: `x` `(M, C, h, w)` -> `(perm (M,), scores (M,))`."""
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        raise ConfigError(f"x must be a tensor of shape (M, C, h, w), got {getattr(x, 'shape', None)}")
+        raise TensorError(f"x must be a tensor of shape (M, C, h, w), got {getattr(x, 'shape', None)}")
     perm, scores = rank_groups(
         x.unsqueeze(0), metric, reference=reference, order=order, metric_options=metric_options
     )

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Sampler
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ArgumentTypeError, ConfigError, TensorError, UsageError
 from voldefense.ranking import (
     Order,
     Reference,
@@ -44,11 +44,11 @@ Schedule = Literal["linear", "step"]
 def as_float_images(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [0, 1]; float images unchanged; anything else is a `ConfigError`."""
     if not isinstance(images, torch.Tensor):
-        raise ConfigError(f"images must be a tensor (M, C, H, W), got {type(images).__name__}")
+        raise ArgumentTypeError(f"images must be a tensor (M, C, H, W), got {type(images).__name__}")
     if images.dtype == torch.uint8:
         return images.float().div_(255)
     if not images.is_floating_point():
-        raise ConfigError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+        raise TensorError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
     return images
 
 
@@ -75,14 +75,14 @@ def _batches(images: Images, batch_size: int, device: torch.device | None) -> It
     """Float batches `(b, C, H, W)` from a tensor or an iterable of tensors or (tensor, ...) tuples."""
     if isinstance(images, torch.Tensor):
         if images.dim() != 4:
-            raise ConfigError(f"images must have shape (M, C, H, W), got {tuple(images.shape)}")
+            raise TensorError(f"images must have shape (M, C, H, W), got {tuple(images.shape)}")
         for start in range(0, images.shape[0], batch_size):
             yield as_float_images(images[start : start + batch_size].to(device))
         return
     for item in images:
         batch = item[0] if isinstance(item, (tuple, list)) else item
         if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
-            raise ConfigError(
+            raise TensorError(
                 "each item of the images iterable must be a batch tensor (b, C, H, W) or a tuple starting "
                 f"with one, got {type(batch).__name__} {tuple(getattr(batch, 'shape', ()))}"
             )
@@ -127,7 +127,7 @@ def score_dataset(
     if spec.distance:
         if not isinstance(reference, torch.Tensor) and not isinstance(images, torch.Tensor):
             if iter(images) is images:  # type: ignore[arg-type]
-                raise ConfigError(
+                raise UsageError(
                     "finding the reference sample needs a second pass over the images: pass a tensor, a list "
                     "or a DataLoader, not a one-shot iterator (or pass the reference sample itself)"
                 )
@@ -202,7 +202,7 @@ class CurriculumSampler(Sampler[int]):
     ):
         order_t = torch.as_tensor(order)
         if order_t.dim() != 1 or order_t.is_floating_point() or order_t.dtype == torch.bool:
-            raise ConfigError(
+            raise TensorError(
                 f"order must be a 1-D sequence of sample indices, got shape {tuple(order_t.shape)}"
             )
         if order_t.numel() == 0:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError
 from voldefense.ranking import (
     Order,
     check_order,
@@ -124,7 +124,7 @@ class Volumizer(nn.Module):
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """The patches `(B, N, C, ph, pw)` of images `(B, C, H, W)`, row-major grid order (differentiable)."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            raise ConfigError(
+            raise TensorError(
                 f"images must be a tensor of shape (B, C, H, W), got {getattr(x, 'shape', None)}"
             )
         b, c, h, w = x.shape
@@ -207,13 +207,13 @@ class Volumizer(nn.Module):
                 pw,
             )
         ):
-            raise ConfigError(
+            raise TensorError(
                 f"volume must have shape (B, C, {rows * cols}, {ph}, {pw}) for images of size {h}x{w}, "
                 f"got {getattr(volume, 'shape', None)}"
             )
         b, c = volume.shape[:2]
         if not isinstance(perm, torch.Tensor) or tuple(perm.shape) != (b, rows * cols):
-            raise ConfigError(
+            raise TensorError(
                 f"perm must have shape ({b}, {rows * cols}), got {getattr(perm, 'shape', None)}"
             )
         inverse = perm.to(volume.device).argsort(dim=1)  # slice index of each source patch

@@ -15,7 +15,7 @@ from voldefense.attacks.regions import (
     pixel_budget,
     random_locations,
 )
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError
 
 
 def test_patch_sides_cover_the_area():
@@ -63,11 +63,11 @@ def test_changed_pixels_counts_locations_not_channels():
 def test_check_inputs_rejects_bad_images():
     good = torch.rand(2, 3, 4, 4)
     check_inputs(good, torch.tensor([0, 1]))
-    with pytest.raises(ConfigError):
+    with pytest.raises(TensorError):
         check_inputs(good * 255, torch.tensor([0, 1]))
-    with pytest.raises(ConfigError):
+    with pytest.raises(TensorError):
         check_inputs(good[0], torch.tensor([0, 1]))
-    with pytest.raises(ConfigError):
+    with pytest.raises(TensorError):
         check_inputs(good, torch.tensor([0.0, 1.0]))
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from voldefense.attacks.base import AttackResult
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError
 from voldefense.evaluation import AttackOutcome, evaluate_attack, summarize, worst_case
 
 
@@ -90,5 +90,5 @@ def test_evaluate_attack_counts_per_copy_and_batches():
     assert o.adversarial_correct.tolist() == [[True] * 3 + [False] * 3, [False] * 3 + [True] * 3]
     s = summarize(o)
     assert s.attacked_accuracy == pytest.approx(0.5) and s.mean_queries == pytest.approx(3.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(TensorError):
         evaluate_attack(_Threshold(), attack, images, labels[:3], 1)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from voldefense.errors import ConfigError, DataError
+from voldefense.errors import ConfigError, DataError, UsageError
 
 _MASK32 = 0xFFFFFFFF
 
@@ -168,7 +168,7 @@ class QueryModel:
             stop = min(start + self.batch_size, total)
             logits = self.model(make(start, stop))
             if logits.dim() != 2 or logits.shape[0] != stop - start:
-                raise ConfigError(
+                raise UsageError(
                     "the attacked model must map (B, C, H, W) images to (B, K) logits; "
                     f"it returned shape {tuple(logits.shape)}"
                 )

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from voldefense.attacks.base import AttackResult, preserve_mode
 from voldefense.attacks.regions import check_inputs, generator_for, paste, patch_sides, random_locations
-from voldefense.errors import ConfigError
+from voldefense.errors import ArgumentTypeError, ConfigError, TensorError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class UniversalPatch:
         if source not in ("transfer", "adaptive"):
             raise ConfigError(f"patch source must be 'transfer' or 'adaptive', not {source!r}")
         if source_model is not None and not isinstance(source_model, nn.Module):
-            raise ConfigError(f"source_model must be an nn.Module, got {type(source_model).__name__}")
+            raise ArgumentTypeError(f"source_model must be an nn.Module, got {type(source_model).__name__}")
         if int(target_class) < 0:
             raise ConfigError(f"target_class must be a class index >= 0, got {target_class}")
         if int(iterations) < 1 or int(batch_size) < 1 or int(copies) < 1:
@@ -219,7 +219,7 @@ class UniversalPatch:
                 )
         training = images if train_images is None else train_images
         if training.dim() != 4 or training.shape[1:] != images.shape[1:]:
-            raise ConfigError(
+            raise TensorError(
                 f"train_images must be (N, {', '.join(map(str, images.shape[1:]))}) like the images"
             )
         patch = self.train(source, training.detach(), size, seed=seed)

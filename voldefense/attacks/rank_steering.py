@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from voldefense.attacks.base import AttackResult, preserve_mode
 from voldefense.attacks.pgd import _AdversarialObjective, _check_targeting
 from voldefense.attacks.regions import box_mask, check_inputs, generator_for, patch_sides, random_locations
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def soft_histogram_score(
     if name == "entropy":
         return _entropy_bits(px, (1,))
     if reference is None:
-        raise ConfigError(f"metric {name!r} is a distance metric: the surrogate needs a reference")
+        raise UsageError(f"metric {name!r} is a distance metric: the surrogate needs a reference")
     ref = torch.broadcast_to(reference, x.shape).flatten(1).to(flat.dtype)
     wr = _soft_bins(ref, bins)
     if name == "kl":

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError
 
 
 def check_inputs(images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -16,15 +16,15 @@ def check_inputs(images: torch.Tensor, labels: torch.Tensor) -> None:
     mistake."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ConfigError(f"attack images must be a (B, C, H, W) tensor, got {shape}")
+        raise TensorError(f"attack images must be a (B, C, H, W) tensor, got {shape}")
     if not images.is_floating_point():
-        raise ConfigError(
+        raise TensorError(
             f"attack images must be float in [0, 1], got dtype {images.dtype}; divide uint8 by 255"
         )
     if images.numel() and (float(images.min()) < 0.0 or float(images.max()) > 1.0):
-        raise ConfigError("attack images must lie in [0, 1]; normalisation belongs inside the model")
+        raise TensorError("attack images must lie in [0, 1]; normalisation belongs inside the model")
     if labels.dim() != 1 or labels.shape[0] != images.shape[0] or labels.is_floating_point():
-        raise ConfigError(
+        raise TensorError(
             f"attack labels must be integer class indices of shape ({images.shape[0]},), "
             f"got {tuple(labels.shape)}"
         )

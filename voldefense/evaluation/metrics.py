@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from voldefense.attacks.base import Attack, AttackResult, predict_logits, preserve_mode
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError, UsageError
 
 
 @dataclass
@@ -108,7 +108,7 @@ def evaluate_attack(
     patch).
     """
     if images.dim() != 4 or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-        raise ConfigError(
+        raise TensorError(
             f"evaluate_attack needs images (B, C, H, W) and labels (B,), got {tuple(images.shape)} and "
             f"{tuple(labels.shape)}"
         )
@@ -129,7 +129,7 @@ def evaluate_attack(
         results.append(result)
     copies = [r.copies() for r in results]
     if len({c.shape[0] for c in copies}) > 1:
-        raise ConfigError("the attack returned different numbers of copies for different batches")
+        raise UsageError("the attack returned different numbers of copies for different batches")
     adversarial = torch.cat(copies, dim=1) if copies else images.new_zeros((1, 0, *images.shape[1:]))
     with torch.no_grad(), preserve_mode(model):
         clean_correct = predict_logits(model, images).argmax(1) == labels

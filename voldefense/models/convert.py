@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ArgumentTypeError, ConfigError
 from voldefense.models.layers import (
     DepthwiseConv3d,
     Normalize,
@@ -446,7 +446,7 @@ def convert_to_3d(
     A layer that cannot be converted raises a `ConfigError` naming its dotted path and type.
     """
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"convert_to_3d needs an nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"convert_to_3d needs an nn.Module, got {type(model).__name__}")
     if not isinstance(pool_depth, bool):
         raise ConfigError(f"pool_depth must be true or false, not {pool_depth!r}")
     if fold not in (True, False, "auto"):

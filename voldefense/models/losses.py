@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError
 
 
 def _check_smoothing(label_smoothing: float) -> float:
@@ -34,7 +34,7 @@ class CrossEntropyLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 2:
-            raise ConfigError(
+            raise TensorError(
                 f"loss 'cross_entropy' expects image logits (B, K), got shape {tuple(logits.shape)}; for "
                 "per-patch "
                 "logits (B, N, K) of a 3D model use loss 'pal'"
@@ -59,7 +59,7 @@ class PatchAggregateLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 3:
-            raise ConfigError(
+            raise TensorError(
                 f"loss 'pal' expects per-patch logits (B, N, K), got shape {tuple(logits.shape)}; for image "
                 "logits (B, K) of a 2D model use loss 'cross_entropy'"
             )

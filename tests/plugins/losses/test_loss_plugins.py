@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError
 
 
 def test_registered_with_targets(fresh_registry):
@@ -41,9 +41,9 @@ def test_pal_with_one_patch_is_cross_entropy(fresh_registry):
 
 
 def test_wrong_logit_shapes_say_which_loss_to_use(fresh_registry):
-    with pytest.raises(ConfigError, match="use loss 'cross_entropy'"):
+    with pytest.raises(TensorError, match="use loss 'cross_entropy'"):
         fresh_registry.get("loss", "pal").build()(torch.randn(2, 3), torch.tensor([0, 1]))
-    with pytest.raises(ConfigError, match="use loss 'pal'"):
+    with pytest.raises(TensorError, match="use loss 'pal'"):
         fresh_registry.get("loss", "cross_entropy").build()(torch.randn(2, 4, 3), torch.tensor([0, 1]))
 
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, TensorError
 from voldefense.registry import get_registry
 
 
@@ -77,5 +77,5 @@ def test_spec_flags_and_bad_options():
     for bad in (1, 0, 2.5, True, 10**6):
         with pytest.raises(ConfigError, match="bins"):
             spec.build(bins=bad)
-    with pytest.raises(ConfigError, match="float"):
+    with pytest.raises(TensorError, match="float"):
         spec.build()(torch.zeros(2, 1, 2, 2, dtype=torch.uint8))

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voldefense.errors import ConfigError
+from voldefense.errors import TensorError, UsageError
 from voldefense.registry import get_registry
 
 
@@ -69,7 +69,7 @@ def test_mi_needs_a_broadcastable_reference():
     metric = get_registry().get("metric", "mi").build()
     spec = get_registry().get("metric", "mi")
     assert spec.distance and spec.larger_is_simpler
-    with pytest.raises(ConfigError, match="reference"):
+    with pytest.raises(UsageError, match="reference"):
         metric(images(0, 2))
-    with pytest.raises(ConfigError, match="broadcast"):
+    with pytest.raises(TensorError, match="broadcast"):
         metric(images(0, 2), images(0, 1, (3, 4, 4)))

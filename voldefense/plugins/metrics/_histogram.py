@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ArgumentTypeError, TensorError, UsageError
 from voldefense.plugins.metrics._options import DEFAULT_BINS, check_bins  # noqa: F401 (re-exported)
 
 _LN2 = math.log(2.0)
@@ -36,24 +36,24 @@ _LN2 = math.log(2.0)
 def check_samples(x: object, name: str = "x") -> torch.Tensor:
     """`x` must be a floating tensor `(M, ...)` with at least one value per sample."""
     if not isinstance(x, torch.Tensor):
-        raise ConfigError(f"{name} must be a torch.Tensor of shape (M, C, h, w), got {type(x).__name__}")
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor of shape (M, C, h, w), got {type(x).__name__}")
     if x.dim() < 2 or any(side == 0 for side in x.shape[1:]):
-        raise ConfigError(f"{name} must have shape (M, C, h, w) with non-empty samples, got {tuple(x.shape)}")
+        raise TensorError(f"{name} must have shape (M, C, h, w) with non-empty samples, got {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise ConfigError(f"{name} must be a float tensor in [0, 1], not {x.dtype}; divide uint8 by 255")
+        raise TensorError(f"{name} must be a float tensor in [0, 1], not {x.dtype}; divide uint8 by 255")
     return x
 
 
 def broadcast_reference(x: torch.Tensor, reference: object, metric: str) -> torch.Tensor:
     """The reference of a distance metric, broadcast to `x`'s shape (a view when possible)."""
     if reference is None:
-        raise ConfigError(f"metric {metric!r} is a distance metric: pass a reference sample")
+        raise UsageError(f"metric {metric!r} is a distance metric: pass a reference sample")
     if not isinstance(reference, torch.Tensor):
-        raise ConfigError(f"reference of metric {metric!r} must be a tensor, got {type(reference).__name__}")
+        raise ArgumentTypeError(f"reference of metric {metric!r} must be a tensor, got {type(reference).__name__}")
     try:
         ref = torch.broadcast_to(reference, x.shape)
     except RuntimeError:
-        raise ConfigError(
+        raise TensorError(
             f"reference of shape {tuple(reference.shape)} does not broadcast to samples {tuple(x.shape)}"
         ) from None
     return ref.to(device=x.device, dtype=x.dtype)
@@ -78,7 +78,7 @@ def pair_flat(x: torch.Tensor, reference: object, metric: str) -> tuple[torch.Te
 def check_groups(x: object, name: str = "x") -> torch.Tensor:
     """`x` must be a floating tensor `(G, M, C, h, w)` (groups of samples) with non-empty samples."""
     if not isinstance(x, torch.Tensor) or x.dim() < 3:
-        raise ConfigError(
+        raise TensorError(
             f"{name} must be a tensor of shape (G, M, C, h, w) (groups of samples), got "
             f"{getattr(x, 'shape', type(x).__name__)}"
         )
