@@ -19,11 +19,16 @@ def test_a_budget_only_random_pixels_attacks_is_named_with_an_attack_to_add(fres
     config = _config(
         [{"name": "random_pixels", "sizes": [1, 4]}, {"name": "sparse_pgd", "sizes": [4]}],
     )
-    lines = non_adaptive_budgets(config, fresh_registry)
-    assert lines == [
+    (line,) = non_adaptive_budgets(config, fresh_registry)
+    prefix = (
         "attacks: budget 1 pixel is attacked only by non-adaptive attacks (random_pixels) for f, g, so its worst "
-        "case is not a search for one; add an adaptive attack such as sparse_pgd at that size"
-    ]
+        "case is not a search for one; add an adaptive attack such as "
+    )
+    assert line.startswith(prefix) and line.endswith(" at that size")
+    suggested = fresh_registry.get("attack", line[len(prefix) :].split()[0])
+    # a white-box attack of the same unit that searches the attacked model itself
+    assert suggested.adaptive and suggested.white_box and suggested.size_unit == "pixels"
+    assert not suggested.needs_source_model
 
 
 def test_an_adaptive_attack_on_every_model_silences_it(fresh_registry):
