@@ -82,7 +82,7 @@ def test_unreadable_file_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png at all")
     code, _, err = run([str(bad), "--out", str(tmp_path / "x.png")], capsys)
-    assert code == 2 and "cannot read image" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "broken.png: not a readable image" in err and len(err.strip().splitlines()) == 1
 
 
 def test_pad_allows_non_divisible_sizes(tmp_path, capsys):

@@ -70,19 +70,13 @@ def load_image(spec: str):
     """The image `(1, C, H, W)` float in [0, 1] (C = 1 for greyscale, else 3) and its display name."""
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
+
+    from voldefense.data.images import read_image
 
     path = sample_image_path() if spec == SAMPLE else Path(spec)
     if not path.is_file():
         raise DataError(f"image file {str(path)!r} does not exist: give a path to a PNG/JPEG, or '{SAMPLE}'")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            image = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(
-            f"cannot read image {str(path)!r} ({type(err).__name__}): give a PNG or JPEG file"
-        ) from None
+    image = read_image(path, mode="keep_grey")
     array = np.asarray(image, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array.copy())
     tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)

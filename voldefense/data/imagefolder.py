@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from voldefense.data.arrays import check_int, check_path, check_split
+from voldefense.data.images import read_image
 from voldefense.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        image = _open_rgb(path)
+        image = read_image(path)
         if self.image_size is not None:
             image = _resize_center_crop(image, self.image_size)
         else:
@@ -62,7 +63,7 @@ class ImageFolderDataset(Dataset):
 
     def _expected_size(self) -> tuple[int, int]:
         if self._expected is None:
-            self._expected = _open_rgb(self.samples[0][0]).size
+            self._expected = read_image(self.samples[0][0]).size
         return self._expected
 
     def subset(self, indices: Sequence[int] | torch.Tensor) -> ImageFolderDataset:
@@ -78,20 +79,6 @@ class ImageFolderDataset(Dataset):
             f"ImageFolderDataset({len(self)} images, {len(self.classes)} classes, "
             f"image_size={self.image_size})"
         )
-
-
-def _open_rgb(path: Path):  # -> PIL.Image.Image (PIL is imported lazily: listing datasets must stay cheap)
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")  # convert() decodes the whole file, so truncation shows up here
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file disappeared since the folder was listed; restore it") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(
-            f"{path}: not a readable image ({type(err).__name__}: {err}); replace or delete it"
-        ) from None
 
 
 def _resize_center_crop(image, size: int):
