@@ -153,3 +153,60 @@ def test_volumized_pipeline_gradients_reach_pixels_and_fgsm_flips():
     assert (np.abs(grad).sum(1) > 0).mean() > 0.99
     flipped = _flip_rate(clf, FastGradientMethod(clf, eps=0.5), x[:16].numpy(), y[:16].numpy())
     assert flipped >= 0.5
+
+
+# -- probabilities, and ART attacks beyond the gradient ones (docs/attacks.md lists which need what) ----------
+
+
+def test_probabilities_option_predicts_softmax_with_the_same_loss_gradient(trained):
+    model, xt, yt = trained
+    logits, probs = _clf(model), _clf(model, probabilities=True)
+    x, y = xt[:6].numpy(), yt[:6].numpy()
+    expected = torch.softmax(model(xt[:6]), dim=-1).detach().numpy()
+    np.testing.assert_allclose(probs.predict(x), expected, rtol=1e-5, atol=1e-6)
+    # The default loss is the cross-entropy of the probabilities: the same gradient as from the logits.
+    np.testing.assert_allclose(probs.loss_gradient(x, y), logits.loss_gradient(x, y), rtol=1e-3, atol=1e-7)
+    assert probs.probabilities and not logits.probabilities
+
+
+def test_simba_refuses_logits_and_runs_on_probabilities(trained):
+    from art.attacks.evasion import SimBA
+
+    model, xt, yt = trained
+    with pytest.raises(ValueError, match="requires an estimator predicting probabilities"):
+        SimBA(_clf(model), max_iter=2, verbose=False).generate(xt[:1].numpy(), np.eye(4)[yt[:1].numpy()])
+    np.random.seed(0)
+    clf = _clf(model, probabilities=True)
+    x, y = xt[:2].numpy(), yt[:2].numpy()
+    adv = SimBA(clf, attack="px", max_iter=40, epsilon=0.2, verbose=False).generate(x, np.eye(4, dtype=np.float32)[y])
+    assert adv.shape == x.shape and np.abs(adv - x).max() <= 0.2 + 1e-6 and (adv != x).any()
+    # SimBA keeps a step only when it lowers the true class's probability: it fell on every image (on this tiny
+    # model 40 steps do not flip a prediction; measured 0.371 -> 0.368 and 0.453 -> 0.449).
+    before, after = clf.predict(x)[np.arange(2), y], clf.predict(adv)[np.arange(2), y]
+    assert (after < before).all()
+
+
+def test_square_and_boundary_attacks_change_predictions(trained):
+    from art.attacks.evasion import BoundaryAttack, SquareAttack
+
+    model, xt, yt = trained
+    clf = _clf(model)
+    x, y = xt[:6].numpy(), yt[:6].numpy()
+    np.random.seed(0)
+    square = SquareAttack(clf, norm=np.inf, eps=0.3, max_iter=50, nb_restarts=1, verbose=False)
+    assert _flip_rate(clf, square, x, np.eye(4, dtype=np.float32)[y]) > 0  # measured 3 of 6
+    boundary = BoundaryAttack(
+        clf, targeted=False, max_iter=10, num_trial=10, sample_size=10, init_size=20, verbose=False
+    )
+    assert _flip_rate(clf, boundary, x, None) > 0  # measured 6 of 6
+
+
+def test_auto_pgd_needs_logits(trained):
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
+    model, xt, yt = trained
+    with pytest.raises(ValueError, match="expecting logits"):
+        AutoProjectedGradientDescent(_clf(model, probabilities=True), eps=0.3, max_iter=2, verbose=False)
+    clf = _clf(model)
+    apgd = AutoProjectedGradientDescent(clf, eps=0.3, eps_step=0.1, max_iter=10, nb_random_init=1, verbose=False)
+    assert _flip_rate(clf, apgd, xt[:6].numpy(), np.eye(4, dtype=np.float32)[yt[:6].numpy()]) > 0

@@ -5,6 +5,10 @@ The pipeline (volumizer → 3D backbone → aggregation) must be *one* module ma
 [0, 1] to image logits ``(B, K)``. ART's own attacks then target the whole pipeline: gradients pass through
 the volumizer's gather to the pixels, and the ranking is recomputed on every call.
 
+With ``probabilities=True`` the wrapper predicts probabilities (a softmax after the module) for the ART attacks
+that refuse logits (SimBA, VirtualAdversarialMethod); the default stays logits, which the gradient attacks expect
+(AutoPGD refuses probabilities). docs/attacks.md lists which ART attacks need which.
+
 This is a thin subclass of ART's `PyTorchClassifier`. It only chooses constructor arguments and smooths three
 pitfalls of ART 1.20 (see docs/attacks.md): it casts inputs to float32, accepts index labels in
 `loss_gradient`, and chunks `loss_gradient` / `class_gradient`, which ART runs on the whole array at once.
@@ -38,6 +42,25 @@ def _as_float32(x: Any) -> Any:
     return x
 
 
+class _Probabilities(nn.Module):
+    """The wrapped image→logits module followed by a softmax: what ART attacks needing probabilities call."""
+
+    def __init__(self, logits: nn.Module):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(images), dim=-1)
+
+
+class _NLLOfProbabilities(nn.NLLLoss):
+    """Cross-entropy of probabilities: NLL of their log (clamped, so a probability of 0 gives a finite loss).
+    An `NLLLoss`, so ART turns one-hot labels into class indices for it, as it does for cross-entropy."""
+
+    def forward(self, probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.log(probabilities.clamp_min(1e-12)), target)
+
+
 class VolumizedClassifier(PyTorchClassifier):
     """An ART `PyTorchClassifier` over an image→logits module.
 
@@ -52,6 +75,9 @@ class VolumizedClassifier(PyTorchClassifier):
         gradient_batch_size: images per chunk in `loss_gradient` and `class_gradient`.
         preprocessing: ART's differentiable ``(mean, std)``; leave ``(0, 1)`` when the model normalises
         itself.
+        probabilities: predict softmax probabilities instead of logits (SimBA, VirtualAdversarialMethod need
+        them). The default loss is then the cross-entropy of those probabilities, so `loss_gradient` is
+        unchanged up to rounding; a custom `loss` receives probabilities.
     """
 
     def __init__(
@@ -66,6 +92,7 @@ class VolumizedClassifier(PyTorchClassifier):
         device: DeviceChoice = "auto",
         gradient_batch_size: int = 64,
         preprocessing: tuple[Any, Any] = (0.0, 1.0),
+        probabilities: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ArgumentTypeError(f"VolumizedClassifier needs an nn.Module, got {type(model).__name__}")
@@ -82,9 +109,12 @@ class VolumizedClassifier(PyTorchClassifier):
             raise ConfigError(f"clip_values must be (min, max) with min < max, got {clip_values}")
         if device == "auto":
             device = "gpu" if torch.cuda.is_available() else "cpu"
+        if loss is None:
+            loss = _NLLOfProbabilities() if probabilities else nn.CrossEntropyLoss()
+        self.probabilities = bool(probabilities)
         super().__init__(
-            model=model,
-            loss=loss if loss is not None else nn.CrossEntropyLoss(),
+            model=_Probabilities(model) if probabilities else model,
+            loss=loss,
             input_shape=tuple(int(v) for v in input_shape),
             nb_classes=int(nb_classes),
             optimizer=optimizer,
