@@ -6,7 +6,6 @@ Kept small and general so every benchmark script prints and records results the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+
+from voldefense import jsonio
 
 T = TypeVar("T")
 
@@ -97,8 +98,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
 
 
 def write_json(path: Path | None, payload: dict[str, Any]) -> None:
-    """Write `payload` as indented JSON when a path was given."""
+    """Write `payload` as indented, strict JSON when a path was given (NaN and infinity as null)."""
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    path.write_text(jsonio.dumps(payload, indent=2, default=str) + "\n")

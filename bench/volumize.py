@@ -13,7 +13,6 @@ reports how often both produce the same permutation.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import scipy.stats
 import torch
 
+from voldefense import jsonio
 from voldefense.volumizer import Volumizer
 
 METRICS = ("entropy", "mi", "kl", "psnr", "max_norm", "joint_entropy", "mse")
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench(args)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"conditions": conditions, "results": rows}, fh, indent=2)
+            fh.write(jsonio.dumps({"conditions": conditions, "results": rows}, indent=2) + "\n")
     return 0
 
 

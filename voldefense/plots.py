@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from voldefense.jsonio import as_float
+
 logger = logging.getLogger(__name__)
 
 
@@ -70,7 +72,7 @@ def robustness_plot(results: dict[str, Any], unit: str, path: Path) -> Path | No
         for model, points in lines:
             ax.plot(
                 [s * scale for s, _ in points],
-                [100 * a for _, a in points],
+                [100 * as_float(a) for _, a in points],  # null (not defined) leaves a gap
                 marker="o",
                 linestyle="--" if title.startswith("worst") else "-",
                 label=model,
@@ -100,7 +102,7 @@ def training_plot(metrics: Sequence[dict[str, Any]], path: Path) -> Path | None:
         for model in models:
             points = [(row["epoch"], row[key]) for row in metrics if row["model"] == model and key in row]
             if points:
-                ax.plot([e for e, _ in points], [scale * v for _, v in points], marker=".", label=model)
+                ax.plot([e for e, _ in points], [scale * as_float(v) for _, v in points], marker=".", label=model)
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
+from voldefense import jsonio
 from voldefense.checkpoint import atomic_write_text, load_checkpoint, load_weights
 from voldefense.config.load import config_to_dict, dump_config, parse_config, read_yaml
 from voldefense.config.schema import AttackConfig, Config
@@ -478,12 +479,12 @@ def _rewrite_metrics(paths: RunPaths, model: str, history: list[dict[str, Any]])
                 if row.get("model") != model:
                     rows.append(row)
     rows += history
-    atomic_write_text(paths.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(paths.metrics, "".join(jsonio.dumps(r) + "\n" for r in rows))
 
 
 def _append_metrics(paths: RunPaths, record: dict[str, Any]) -> None:
     with paths.metrics.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(jsonio.dumps(record) + "\n")
         handle.flush()
 
 
@@ -1055,7 +1056,7 @@ def evaluate_models(
                 if per_view:
                     row["views"] = _jsonable(per_view)
                 results["rows"].append(row)
-                atomic_write_text(paths.results, json.dumps(results, indent=2))  # nothing computed is lost
+                atomic_write_text(paths.results, jsonio.dumps(results, indent=2))  # nothing computed is lost
                 progress.update()
     progress.close()
     results["worst_case"] = worst_case_rows(results["rows"])
@@ -1076,7 +1077,7 @@ def evaluate_models(
             results, targets, config, data, paths, device=device, registry=registry, previous=previous
         )
     results["complete"] = True
-    atomic_write_text(paths.results, json.dumps(results, indent=2))
+    atomic_write_text(paths.results, jsonio.dumps(results, indent=2))
     return results
 
 
@@ -1177,7 +1178,7 @@ def convergence_checks(
         }
         checks.append(entry)
         results["convergence"] = checks
-        atomic_write_text(paths.results, json.dumps(results, indent=2))
+        atomic_write_text(paths.results, jsonio.dumps(results, indent=2))
     return checks
 
 

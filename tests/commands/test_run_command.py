@@ -117,3 +117,24 @@ def test_every_file_of_a_run_honours_the_umask(tmp_path):
     assert {"report.md", "results.json", "config.yaml", "metrics.jsonl", "checkpoints/f.pt"} <= set(files)
     assert any(name.endswith(".png") for name in files)
     assert files == dict.fromkeys(files, 0o644)
+
+
+def _strict_json(text: str):
+    def refuse(token: str):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_file_of_a_run_is_strict_json(tmp_path):
+    """An undefined figure is written as null, never as the non-JSON tokens NaN/Infinity. Here: one validation
+    and one attacked image, which the 1-epoch model gets wrong, so the defense success rates (among correctly
+    classified images) are 0/0; the plots and the report read them back from the files."""
+    out = tmp_path / "run"
+    single = ["data.val_size=1", "attacks.0.images=1", "training.models=[f]", "evaluation.certify=false"]
+    assert cli("--out", str(out), "--device", "cpu", *[a for s in single for a in ("--set", s)]) == 0
+    metrics = [_strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    results = _strict_json((out / "results.json").read_text())
+    assert metrics[-1]["val_accuracy"] == 0.0 and metrics[-1]["val_defense_success_rate"] is None
+    assert results["rows"][0]["defense_success_rate"] is None
+    assert (out / "plots" / "training.png").is_file() and "| **f** |" in (out / "report.md").read_text()
