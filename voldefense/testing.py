@@ -51,6 +51,19 @@ def tiny_cnn(num_classes: int = 4, *, in_channels: int = 3, width: int = 8) -> n
     )
 
 
+def perturb_weights(model: nn.Module, scale: float = 0.05) -> nn.Module:
+    """Add Gaussian noise (from the global RNG) to every floating-point tensor of `model`'s state, keeping
+    batch-norm variances positive: a stand-in for a trained model whose weights and statistics are not the
+    initial ones. Returns the model in eval mode."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.add_(scale * torch.randn_like(tensor))
+                if name.endswith("running_var"):
+                    tensor.abs_()
+    return model.eval()
+
+
 def fit(
     model: nn.Module,
     images: torch.Tensor,

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -193,13 +194,44 @@ class DepthPool(nn.Module):
         return self.full(x) if x.shape[2] >= self.depth_window else self.spatial_only(x)
 
 
+TO_3D = "voldefense_to_3d"
+"""Method name of the layer protocol: a 2D layer class that defines ``voldefense_to_3d(self, context)`` converts
+itself (returns its 3D twin; `ConversionContext` says how). See docs/plugins.md, "Converter rules"."""
+
+
+@dataclass(frozen=True)
+class ConversionContext:
+    """What a converter rule needs: where the layer sits and how g's depth axis is treated.
+
+    ``convert(child, name)`` converts a child module with every rule (for a rule that rebuilds a container).
+    The rule returns a module mapping ``(B, C, N, h, w)`` features to the same layout (or, for the last layers,
+    ``(B, N, K)``); it should copy the 2D layer's weights so g starts from f (docs/models.md, inflation).
+    """
+
+    path: str
+    depth_kernel: int
+    depth_padding: int
+    pool_depth: bool
+    convert: Callable[[nn.Module, str], nn.Module]
+
+
+ConversionRule = Callable[[nn.Module, ConversionContext], nn.Module]
+
+
 class _Converter:
-    def __init__(self, depth_kernel: int, depth_padding: int, pool_depth: bool):
+    def __init__(
+        self,
+        depth_kernel: int,
+        depth_padding: int,
+        pool_depth: bool,
+        rules: Mapping[type[nn.Module], ConversionRule] | None = None,
+    ):
         self.dk = depth_kernel
         self.pd = depth_padding
         self.pool_depth = pool_depth
         self.foldable = depth_kernel == 1 and not pool_depth
         self.conv_weights: list[str] = []
+        self.user_rules = dict(rules or {})
         # Exact types only: a subclass may override forward, and silently dropping that would be wrong.
         self.rules: dict[type[nn.Module], Callable[[nn.Module, str], nn.Module]] = {
             nn.Conv2d: self.conv,
@@ -323,17 +355,40 @@ class _Converter:
 
     # -- walk -----------------------------------------------------------------------------------------------
 
+    def _user_rule(self, module: nn.Module, path: str) -> nn.Module | None:
+        """A rule given for this exact type, or the layer's own `voldefense_to_3d` method; None if neither."""
+        rule = self.user_rules.get(type(module))
+        if rule is None and callable(getattr(type(module), TO_3D, None)):
+            rule = getattr(type(module), TO_3D)
+        if rule is None:
+            return None
+        context = ConversionContext(
+            path, self.dk, self.pd, self.pool_depth, lambda child, name: self.convert(child, _join(path, name))
+        )
+        new = rule(module, context)
+        if not isinstance(new, nn.Module):
+            raise ConfigError(
+                f"the converter rule for layer {path or '<root>'!r} ({type(module).__name__}) returned a "
+                f"{type(new).__name__}, not an nn.Module"
+            )
+        # A custom 3D layer may mix patches: never fold it into the per-patch 2D path.
+        self.foldable = False
+        return new
+
     def convert(self, module: nn.Module, path: str) -> nn.Module:
-        rule = self.rules.get(type(module))
         label = path or "<root>"
+        custom = self._user_rule(module, path)
+        if custom is not None:
+            return custom
+        rule = self.rules.get(type(module))
         if rule is not None:
             new = rule(module, path)
             new.train(module.training)
             return new
         if isinstance(module, _NO_3D):
             raise ConfigError(
-                f"cannot convert layer {label!r} ({type(module).__name__}) to 3D: it has no volumetric "
-                "counterpart; build the 2D model from Conv2d/BatchNorm2d/2D pooling/Flatten/Linear layers"
+                f"cannot convert layer {label!r} ({type(module).__name__}) to 3D: it has no built-in volumetric "
+                f"counterpart; {_REMEDY}"
             )
         for base in self.rules:
             if isinstance(module, base):
@@ -350,11 +405,11 @@ class _Converter:
         own = [name for name, p in module.named_parameters(recurse=False) if p is not None]
         if own:
             raise ConfigError(
-                f"cannot convert layer {label!r} ({type(module).__name__}): it holds its own parameters "
-                f"({', '.join(own)}) whose use in forward is unknown; build it from standard layers or give "
-                "the "
-                "backbone plugin its own converter"
+                f"cannot convert layer {label!r} ({type(module).__name__}) to 3D: it holds its own parameters "
+                f"({', '.join(own)}) whose use in forward is unknown; build it from standard layers, or {_REMEDY}"
             )
+        if not children and isinstance(module, _KNOWN_CONTAINERS):
+            return module  # an empty Sequential (an identity shortcut, as users often write it)
         if not children:
             # A parameter-free custom leaf (an activation, say): assume it is elementwise, but never fold it
             # into the 2D path, where its behaviour could differ.
@@ -376,8 +431,19 @@ class _Converter:
                 type(module).__name__,
             )
         for name, child in children:
-            setattr(module, name, self.convert(child, f"{path}.{name}" if path else name))
+            setattr(module, name, self.convert(child, _join(path, name)))
         return module
+
+
+_REMEDY = (
+    "register a converter rule for it (a voldefense_to_3d(self, context) method on the layer, or "
+    "convert_to_3d(..., rules={LayerType: rule}); docs/plugins.md, 'Converter rules'), or use model.depth_kernel 1, "
+    "which runs f on each patch without conversion"
+)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -438,12 +504,15 @@ def convert_to_3d(
     pool_depth: bool = False,
     num_patches: int | None = None,
     fold: bool | Literal["auto"] = "auto",
+    rules: Mapping[type[nn.Module], ConversionRule] | None = None,
 ) -> Converted3d:
     """Convert a 2D image classifier (images → logits `(B, K)`) into a 3D one (volumes → logits `(B, N', K)`).
 
     The input model is not modified. `fold="auto"` uses the folded 2D evaluation whenever it is exact;
     `fold=True` insists on it (a ConfigError says why it is impossible), `fold=False` never folds.
-    A layer that cannot be converted raises a `ConfigError` naming its dotted path and type.
+    A layer that cannot be converted raises a `ConfigError` naming its dotted path and type. `rules` maps exact
+    layer types to converter rules ``rule(layer_2d, context) -> layer_3d`` (`ConversionContext`); they, and a
+    layer's own ``voldefense_to_3d`` method, take precedence over the built-in rules.
     """
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"convert_to_3d needs an nn.Module, got {type(model).__name__}")
@@ -452,7 +521,7 @@ def convert_to_3d(
     if fold not in (True, False, "auto"):
         raise ConfigError(f"fold must be true, false or 'auto', not {fold!r}")
     dk, pd = check_depth_kernel(depth_kernel, num_patches)
-    converter = _Converter(dk, pd, pool_depth)
+    converter = _Converter(dk, pd, pool_depth, rules)
     net = converter.convert(copy.deepcopy(model), "")
     if fold is True and not converter.foldable:
         raise ConfigError(
