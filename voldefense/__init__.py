@@ -17,6 +17,8 @@ _LAZY = {
     "build_model": "voldefense.models.factory",
     "DefendedClassifier": "voldefense.models.defended",
     "get_registry": "voldefense.registry",
+    "load_model": "voldefense.loading",
+    "load_classifier": "voldefense.loading",
 }
 
 __all__ = [*sorted(_LAZY), "__version__"]

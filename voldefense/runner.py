@@ -37,6 +37,7 @@ from voldefense.config.schema import AttackConfig, Config
 from voldefense.distributed import DistContext, init_distributed, shutdown_distributed
 from voldefense.errors import CheckpointError, ConfigError
 from voldefense.training import EpochCallback, ShuffleSampler, TrainJob, train
+from voldefense.warm_start import describe_init, prepare_own_models, prepare_training
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +276,14 @@ def _signature(config: Config, kind: str, variant: Any = None) -> str:
 
 
 def _backbone_options(config: Config, in_channels: int) -> dict[str, Any]:
+    if config.model.factory is not None:  # a user's own model: its options are its function's arguments
+        return dict(in_channels=in_channels, **config.model.options)
     return dict(width=config.model.width, stem=config.model.stem, in_channels=in_channels, **config.model.options)
+
+
+def _architecture(config: Config) -> str:
+    """What `build_model` builds: the user's import path (model.factory) or the backbone plugin's name."""
+    return config.model.factory or config.model.backbone
 
 
 def make_f_factory(config: Config, num_classes: int) -> Callable[[int], nn.Module]:
@@ -286,7 +294,7 @@ def make_f_factory(config: Config, num_classes: int) -> Callable[[int], nn.Modul
     def make_model(in_channels: int) -> nn.Module:
         torch.manual_seed(config.training.seed)
         return build_model(
-            config.model.backbone, dims=2, num_classes=num_classes, **_backbone_options(config, in_channels)
+            _architecture(config), dims=2, num_classes=num_classes, **_backbone_options(config, in_channels)
         )
 
     return make_model
@@ -310,14 +318,14 @@ def build_models(config: Config, data: RunData, registry: Any = None) -> dict[st
         loss_spec = registry.get("loss", config.loss.f)
         loss = loss_spec.build(**config.loss.f_options)
         model = build_model(
-            config.model.backbone, dims=2, num_classes=data.num_classes, **_backbone_options(config, channels)
+            _architecture(config), dims=2, num_classes=data.num_classes, **_backbone_options(config, channels)
         )
         curriculum = config.syllabus.enabled and "f" in config.syllabus.apply_to
-        description = f"undefended 2D {config.model.backbone}"
+        description = f"undefended 2D {_architecture(config)}"
         if curriculum:
             description += f", curriculum by {config.syllabus.metric}"
         info = {
-            "backbone": config.model.backbone,
+            "backbone": _architecture(config),
             "loss": config.loss.f,
             "parameters": sum(p.numel() for p in model.parameters()),
             "curriculum": curriculum,
@@ -336,6 +344,7 @@ def build_models(config: Config, data: RunData, registry: Any = None) -> dict[st
                 )
         plan = _build_g(config, data, registry, ablation)
         plans[plan.name] = plan
+    describe_init(plans, config)
     return plans
 
 
@@ -368,7 +377,7 @@ def _build_g(config: Config, data: RunData, registry: Any, ablation: str | None 
     )
     num_patches = volumizer.num_patches((height, width))
     backbone = build_model(
-        config.model.backbone,
+        _architecture(config),
         dims=3,
         num_classes=data.num_classes,
         depth_kernel=config.model.depth_kernel,
@@ -378,13 +387,13 @@ def _build_g(config: Config, data: RunData, registry: Any, ablation: str | None 
     )
     model = DefendedClassifier(volumizer, backbone, aggregation=config.model.aggregation)
     ranked = f"ranking by {vol.metric}" if ranking == "metric" else f"{ranking} patch order"
-    description = f"volumized 3D {config.model.backbone}, {ranked}, {loss_name}"
+    description = f"volumized 3D {_architecture(config)}, {ranked}, {loss_name}"
     if curriculum:
         description += f", curriculum by {config.syllabus.metric}"
     if ablation:
         description = f"ablation of g ({ablation}): {description}"
     info: dict[str, Any] = {
-        "backbone": config.model.backbone,
+        "backbone": _architecture(config),
         "loss": loss_name,
         "metric": vol.metric,
         "ranking": ranking,
@@ -519,6 +528,9 @@ def train_models(
                     _rewrite_metrics(paths, name, histories[name])
                 logger.info("%s: already trained (%d epochs), loaded from %s", name, state["epoch"], checkpoint)
                 continue
+        if prepare_training(plan, plans, config, checkpoint, device=device, is_main=context.is_main):
+            histories[name] = []  # f loaded from model.weights: nothing to train
+            continue
         job = TrainJob(
             name,
             plan.model,
@@ -1274,6 +1286,7 @@ def run(
         data = load_data(config)
         check_against_data(config, data, registry)
         plans = build_models(config, data, registry)
+        prepare_own_models(plans, config, data.image_shape, data.num_classes)
         baselines = build_baselines(config, registry)
         histories = train_models(
             plans,
@@ -1322,6 +1335,22 @@ def run(
         shutdown_distributed(context)
 
 
+def load_trained(plan: ModelPlan, paths: RunPaths) -> list[dict[str, Any]]:
+    """Load a finished model's checkpoint into `plan.model` (refusing unfinished or mismatched ones); returns
+    its training history."""
+    checkpoint = paths.checkpoint(plan.name)
+    state = load_checkpoint(checkpoint)
+    if not state.get("complete"):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} is from an unfinished training; finish it with "
+            f"voldefense run {paths.config} --out {paths.root} --resume"
+        )
+    if state.get("signature") != plan.signature:
+        raise CheckpointError(f"checkpoint {checkpoint} does not match the run's config.yaml")
+    load_weights(plan.model, state["model"], path=checkpoint)
+    return list(state.get("history", []))
+
+
 def evaluate_run(
     run_dir: str | Path, *, attacks: Sequence[str] = (), device: DeviceChoice = "auto", registry: Any = None
 ) -> RunPaths:
@@ -1350,16 +1379,7 @@ def evaluate_run(
     plans = build_models(config, data, registry)
     histories = {}
     for name, plan in plans.items():
-        state = load_checkpoint(paths.checkpoint(name))
-        if not state.get("complete"):
-            raise CheckpointError(
-                f"checkpoint {paths.checkpoint(name)} is from an unfinished training; finish it with "
-                f"voldefense run {paths.config} --out {paths.root} --resume"
-            )
-        if state.get("signature") != plan.signature:
-            raise CheckpointError(f"checkpoint {paths.checkpoint(name)} does not match the run's config.yaml")
-        load_weights(plan.model, state["model"], path=paths.checkpoint(name))
-        histories[name] = list(state.get("history", []))
+        histories[name] = load_trained(plan, paths)
     baselines = build_baselines(config, registry)
     fit_baselines(
         baselines,

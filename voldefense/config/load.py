@@ -375,26 +375,11 @@ def check_config(config: Config, *, registry: Any = None) -> None:
         spec = _spec(registry, "metric", syl.metric, "syllabus.metric")
         _check_options("syllabus.metric_options", syl.metric_options, [spec.factory], f"metric {syl.metric!r}")
 
-    backbone = _spec(registry, "backbone", config.model.backbone, "model.backbone")
-    converter = backbone.converter
-    if converter is None:
-        from voldefense.models.convert import convert_to_3d as converter
-    _check_options(
-        "model.options",
-        config.model.options,
-        [backbone.factory, converter],
-        f"backbone {config.model.backbone!r}",
-        fixed=(
-            "num_classes",
-            "model_2d",
-            "width",
-            "stem",
-            "depth_kernel",
-            "pool_depth",
-            "num_patches",
-            "in_channels",
-        ),
-    )
+    if config.model.factory is not None:
+        _check_own_model(config)
+    else:
+        _check_backbone(config, registry)
+    _check_g_init(config)
 
     for key, target_needed in (("f", "image"), ("g", None)):
         if key not in config.training.models and not (key == "g" and config.ablations):
@@ -445,6 +430,78 @@ def check_config(config: Config, *, registry: Any = None) -> None:
     for model in syl.apply_to:
         if model not in ("f", "g"):
             raise _fail("syllabus.apply_to", model, "'f' or 'g'")
+
+
+def _check_backbone(config: Config, registry: Any) -> None:
+    backbone = _spec(registry, "backbone", config.model.backbone, "model.backbone")
+    converter = backbone.converter
+    if converter is None:
+        from voldefense.models.convert import convert_to_3d as converter
+    _check_options(
+        "model.options",
+        config.model.options,
+        [backbone.factory, converter],
+        f"backbone {config.model.backbone!r}",
+        fixed=(
+            "num_classes",
+            "model_2d",
+            "width",
+            "stem",
+            "depth_kernel",
+            "pool_depth",
+            "num_patches",
+            "in_channels",
+        ),
+    )
+
+
+def _check_own_model(config: Config) -> None:
+    """model.factory: the import path resolves to a callable accepting model.options (nothing is built here;
+    the runner builds f and checks model.weights against it before any training)."""
+    from voldefense.models.user import FIXED_ARGUMENTS, check_factory_options, is_import_path
+
+    model = config.model
+    if not is_import_path(model.factory):
+        raise _fail("model.factory", model.factory, "an import path 'package.module:function'")
+    defaults = {f.name: f.default for f in dataclasses.fields(type(model))}
+    for key in ("width", "stem"):
+        if getattr(model, key) != defaults[key]:
+            raise ConfigError(
+                f"model.{key}: applies to the registered backbones, not to model.factory; pass your model's own "
+                "arguments in model.options"
+            )
+    for key in FIXED_ARGUMENTS:
+        if key in model.options:
+            raise ConfigError(
+                f"model.options.{key}: set from the dataset (the factory receives it when it has a {key} parameter); "
+                "remove this option"
+            )
+    check_factory_options(model.factory, model.options)
+
+
+def _check_g_init(config: Config) -> None:
+    """model.weights and training.g_init name files that exist, and models this run has."""
+    training, weights = config.training, config.model.weights
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise _fail("model.weights", weights, "the path of an existing weights file (torch.save(state_dict))")
+        if "f" not in training.models:
+            raise ConfigError(
+                "model.weights: these are f's weights but f is not in training.models; add f, or give the file "
+                "to training.g_init to start g from it"
+            )
+    init = training.g_init
+    if init is None:
+        return
+    if "g" not in training.models and not config.ablations:
+        raise ConfigError("training.g_init: this run trains no g (training.models has no g); remove g_init")
+    if init == "f":
+        if "f" not in training.models:
+            raise _fail("training.g_init", init, "'f' only when training.models has f; else a path to f's weights")
+        if "g" in training.models and training.models.index("g") < training.models.index("f"):
+            raise ConfigError("training.g_init: 'f' needs f trained first; list f before g in training.models")
+    elif not Path(init).is_file():
+        raise _fail("training.g_init", init, "'f' or the path of an existing file of f's weights")
 
 
 def model_names(config: Config) -> list[str]:

@@ -86,7 +86,19 @@ class ModelConfig:
     aggregation: Literal["mean_logits", "mean_probs", "majority_vote"] = opt(
         "mean_logits", "how g turns per-patch logits into the image prediction"
     )
-    options: dict[str, Any] = opt(factory=dict, doc="further options of the backbone plugin")
+    options: dict[str, Any] = opt(
+        factory=dict, doc="further options of the backbone plugin, or the arguments of model.factory"
+    )
+    factory: str | None = opt(
+        None,
+        "your own 2D model instead of a backbone plugin: 'package.module:function' returning an nn.Module "
+        "(images in [0, 1] -> logits); model.options are its arguments (docs/your_model.md)",
+    )
+    weights: str | None = opt(
+        None,
+        "f's trained weights (a state dict file or a run's checkpoints/f.pt); f is then loaded and evaluated, "
+        "not trained",
+    )
 
 
 @dataclass
@@ -131,6 +143,15 @@ class TrainingConfig:
     val_attack_pixels: int = opt(1, "pixels of the per-epoch random_pixels attack (Figure 2)", min=1)
     validate_every: int = opt(1, "epochs between validation rows in metrics.jsonl", min=1)
     checkpoint_every: int = opt(1, "epochs between checkpoints", min=1)
+    g_init: str | None = opt(
+        None,
+        "start g (and its ablations) from f's weights inflated to 3D, then fine-tune: 'f' (this run's f, after "
+        "its training) or a path to f's weights; null = g trains from scratch",
+    )
+    g_init_rule: Literal["centre", "spread"] = opt(
+        "centre",
+        "how a 2D kernel fills g's depth kernel: 'centre' (g starts as f on each patch) or 'spread' (I3D's rule)",
+    )
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from voldefense.errors import ConfigError
+from voldefense.models.user import build_user_model, is_import_path
 from voldefense.registry import get_registry
 from voldefense.specs import build_with_options
 
@@ -29,6 +30,9 @@ CONVERTER_OPTIONS = ("depth_kernel", "pool_depth", "num_patches", "fold")
 
 def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any) -> nn.Module:
     """Build backbone `name` from the registry: f for ``dims=2``, its 3D counterpart for ``dims=3``.
+
+    `name` may also be an import path ``"package.module:function"`` of a user's own 2D model (see
+    `voldefense.models.user`); its options are the function's arguments, and g is its generic conversion.
 
     A 2D model maps images `(B, C, H, W)` in [0, 1] to logits `(B, K)`; a 3D model maps volumes
     `(B, C, N, h, w)` to per-patch logits `(B, N', K)` (N' = N unless ``pool_depth``).
@@ -39,17 +43,22 @@ def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any)
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, not {num_classes!r}")
-    spec = get_registry().get("backbone", name)
     converter_options = {key: options.pop(key) for key in CONVERTER_OPTIONS if key in options}
-    model = build_with_options(spec.factory, options, what=f"backbone {name!r}", num_classes=num_classes)
+    if is_import_path(name):
+        # A user's own model ("package.module:function"): no plugin package needed, the generic converter.
+        in_channels = options.pop("in_channels", 3)
+        model = build_user_model(name, options, num_classes=num_classes, in_channels=in_channels)
+        converter: Any = None
+    else:
+        spec = get_registry().get("backbone", name)
+        model = build_with_options(spec.factory, options, what=f"backbone {name!r}", num_classes=num_classes)
+        converter = spec.converter
     if dims == 2:
         return model
-    if spec.converter is None:
+    if converter is None:
         from voldefense.models.convert import convert_to_3d
 
         converter = convert_to_3d
-    else:
-        converter = spec.converter
     return build_with_options(
         functools.partial(converter, model), converter_options, what=f"the 3D converter of backbone {name!r}"
     )
