@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, UsageError
 from voldefense.models.convert import convert_to_3d
 from voldefense.models.defended import DefendedClassifier
 from voldefense.models.factory import build_model
@@ -76,5 +76,5 @@ def test_weights_of_another_architecture_are_one_clear_error():
         inflate_into(g3d, tiny_cnn(3, width=4).extend([nn.Linear(3, 3)]))
     with pytest.raises(ConfigError, match="cannot inflate a tensor of shape"):
         inflate_tensor(torch.zeros(4, 3, 3, 3), torch.Size((4, 3, 3, 5, 5)))
-    with pytest.raises(ConfigError, match="inflation rule"):
+    with pytest.raises(UsageError, match="inflation rule"):
         inflate_state_dict(tiny_cnn(3, width=4).state_dict(), g3d, rule="middle")  # type: ignore[arg-type]

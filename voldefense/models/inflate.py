@@ -25,7 +25,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, UsageError
 
 InflationRule = Literal["centre", "spread"]
 INFLATION_RULES: tuple[str, ...] = get_args(InflationRule)
@@ -75,7 +75,7 @@ def inflate_state_dict(
 ) -> dict[str, torch.Tensor]:
     """g's state dict built from f's (`state_2d`) for the 3D network `backbone_3d` (its names and shapes)."""
     if rule not in INFLATION_RULES:
-        raise ConfigError(f"inflation rule must be one of {', '.join(INFLATION_RULES)}, not {rule!r}")
+        raise UsageError(f"inflation rule must be one of {', '.join(INFLATION_RULES)}, not {rule!r}")
     target = backbone_3d.state_dict()
     prefix = _prefix(list(target), set(state_2d))
     out = {}
