@@ -14,14 +14,10 @@ from voldefense.runner import run
 TINY = [
     *tiny_overrides(train_size=64, test_size=32, val_size=16, epochs=2, batch_size=32),
     "syllabus.pacing_epochs=1",
-    "attacks.0.images=8",
-    "attacks.0.sizes=[1,4]",
-    "attacks.1.images=8",
-    "attacks.1.sizes=[1]",
-    "attacks.1.options.steps=2",
-    "attacks.2.images=6",
-    "attacks.2.sizes=[0.04]",
-    "attacks.2.options.steps=2",
+    # three of the quickstart's attacks, tiny (the shipped list is for the real run; tests/evaluation has its
+    # strength test)
+    "attacks=[{name: random_pixels, sizes: [1, 4], images: 8}, {name: sparse_pgd, sizes: [1], images: 8, "
+    "options: {steps: 2}}, {name: patch_pgd, sizes: [0.04], images: 6, options: {steps: 2}}]",
 ]
 
 

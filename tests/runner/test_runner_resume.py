@@ -25,14 +25,9 @@ TINY = [
     "training.augment=crop_flip",
     "optimizer.name=sgd",
     "optimizer.lr=0.05",
-    "attacks.0.images=6",
-    "attacks.0.sizes=[1,4]",
-    "attacks.1.images=6",
-    "attacks.1.sizes=[2]",
-    "attacks.1.options.steps=2",
-    "attacks.2.images=4",
-    "attacks.2.sizes=[0.04]",
-    "attacks.2.options.steps=2",
+    # three of the quickstart's attacks, tiny
+    "attacks=[{name: random_pixels, sizes: [1, 4], images: 6}, {name: sparse_pgd, sizes: [2], images: 6, "
+    "options: {steps: 2}}, {name: patch_pgd, sizes: [0.04], images: 4, options: {steps: 2}}]",
 ]
 TIMING = {"seconds", "seconds_per_image", "train_seconds", "inference_ms_per_image"}
 
