@@ -92,3 +92,20 @@ def test_pixel_exhaustive_declared_limit_is_the_attacks_own_default():
 
     spec = Registry(load_entry_points=False).get("attack", "pixel_exhaustive")
     assert spec.max_image_pixels == CIFAR_PIXELS == spec.option_defaults()["max_pixels"]
+
+
+def test_metric_surrogate_must_be_callable_and_builds_with_the_metric_options():
+    from voldefense.specs import MetricSpec
+
+    with pytest.raises(PluginError, match="surrogate of plugin 'probe' is not callable"):
+        MetricSpec(name="probe", factory=_factory, description="a probe metric", surrogate="soft")
+    with pytest.raises(PluginError, match="distance must be True or False"):
+        MetricSpec(name="probe", factory=_factory, description="a probe metric", distance="yes")
+    plain = MetricSpec(name="probe", factory=_factory, description="a probe metric")
+    assert plain.build_surrogate(steps=2) is None
+    soft = MetricSpec(name="probe", factory=_factory, description="m", surrogate=lambda *, bins=4: ("soft", bins))
+    assert soft.build_surrogate(bins=8) == ("soft", 8)
+    from voldefense.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="surrogate of metric 'probe' does not accept option"):
+        soft.build_surrogate(binz=8)

@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from voldefense.errors import ConfigError, PluginError, TensorError
+from voldefense.errors import ConfigError, PluginError, TensorError, UsageError
 from voldefense.registry import get_registry
 from voldefense.specs import MetricSpec
 
@@ -93,6 +93,16 @@ def _entropy_options(metric_options: Mapping[str, Any] | None) -> dict[str, Any]
 def reference_entropy(metric_options: Mapping[str, Any] | None = None) -> MetricFn:
     """The built entropy metric that picks the ``"auto"`` reference (same `bins` as the ranking metric)."""
     return resolve_metric("entropy", _entropy_options(metric_options))[1]
+
+
+def reference_entropy_surrogate(metric_options: Mapping[str, Any] | None = None) -> MetricFn:
+    """A differentiable stand-in for `reference_entropy` (the entropy metric's declared surrogate), for attacks
+    that must keep a patch from becoming the ``"auto"`` reference."""
+    spec = get_registry().get("metric", "entropy")
+    surrogate = spec.build_surrogate(**_entropy_options(metric_options))
+    if surrogate is None:
+        raise UsageError(f"the {spec.name!r} metric registered here declares no differentiable surrogate")
+    return surrogate
 
 
 def lowest_entropy_index(

@@ -139,11 +139,30 @@ class MetricSpec(_Spec):
     (entropy).
     `larger_is_simpler`: True when a larger score means "simpler / more similar to the reference"; this gives
     the orders `simple_first` / `complex_first` a meaning for every metric.
+    `surrogate`: for a metric that is not differentiable in the samples (histogram counts), a factory taking the
+    metric's own options and returning a differentiable approximation with the same call signature and score
+    direction; attacks that steer the volumizer's ranking (`patch_rank`) follow its gradient. None: the metric
+    is used as it is when it is differentiable, else its ranking cannot be steered.
     """
 
     distance: bool = True
     larger_is_simpler: bool = False
+    surrogate: Callable[..., Any] | None = None
     kind: PluginKind = field(init=False, default=PluginKind.METRIC, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for flag in ("distance", "larger_is_simpler"):
+            if not isinstance(getattr(self, flag), bool):
+                raise PluginError(f"metric plugin {self.name!r}: {flag} must be True or False")
+        if self.surrogate is not None:
+            _check_callable(self.surrogate, "surrogate", self.name)
+
+    def build_surrogate(self, **options: Any) -> Any:
+        """The differentiable surrogate built with the metric's `options`; None when none is declared."""
+        if self.surrogate is None:
+            return None
+        return build_with_options(self.surrogate, options, what=f"surrogate of metric {self.name!r}")
 
 
 @dataclass(frozen=True)

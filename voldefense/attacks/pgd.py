@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -30,9 +31,7 @@ from voldefense.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def _check_common(
-    steps: int, step_size: float, batch_size: int, targeted: bool, target_class: int | None
-) -> None:
+def _check_common(steps: int, step_size: float, batch_size: int, targeted: bool, target_class: int | None) -> None:
     if int(steps) < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}")
     if not float(step_size) > 0:
@@ -68,9 +67,7 @@ class _AdversarialObjective:
         pred = logits.argmax(1)
         return pred == goal if self.targeted else pred != goal
 
-    def _gradient(
-        self, model: nn.Module, x: torch.Tensor, goal: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gradient(self, model: nn.Module, x: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (detached) and the gradient of the summed objective with respect to `x`."""
         x = x.detach().requires_grad_(True)
         logits = model(x)
@@ -88,9 +85,11 @@ class _AdversarialObjective:
 
 
 class _GradientAttack(_AdversarialObjective):
-    """Shared machinery of PatchPGD and SparsePGD: batching and bookkeeping around `_attack_batch`."""
+    """Shared machinery of the gradient attacks (PatchPGD, SparsePGD, `rank_steering.RankSteeringPatch`):
+    batching and bookkeeping around `_attack_batch`, and the PGD loop inside a region (`_pgd`)."""
 
     batch_size: int
+    step_size: float
 
     def run(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, size: float, *, seed: int = 0
@@ -98,15 +97,15 @@ class _GradientAttack(_AdversarialObjective):
         check_inputs(images, labels)
         self._check_target_class(model, images)
         start = time.perf_counter()
+        context, extra = self._prepare(model)
         generator = generator_for(seed)
         adversarial = images.clone()
         queries = torch.zeros(images.shape[0], dtype=torch.long)
         iterations = 0
-        extra: dict = {}
         with preserve_mode(model):
             for lo in range(0, images.shape[0], self.batch_size):
                 hi = min(lo + self.batch_size, images.shape[0])
-                adv, q, it, ex = self._attack_batch(model, images[lo:hi], labels[lo:hi], size, generator)
+                adv, q, it, ex = self._attack_batch(model, images[lo:hi], labels[lo:hi], size, generator, context)
                 adversarial[lo:hi] = adv
                 queries[lo:hi] = q
                 iterations = max(iterations, it)
@@ -114,8 +113,65 @@ class _GradientAttack(_AdversarialObjective):
                     extra.setdefault(key, []).extend(value)
         return AttackResult(adversarial, queries, iterations, time.perf_counter() - start, extra)
 
-    def _attack_batch(self, model, images, labels, size, generator):  # pragma: no cover - abstract
+    def _prepare(self, model: nn.Module) -> tuple[Any, dict[str, Any]]:
+        """What the attack learns about `model` once per run: a context passed to every `_attack_batch`, and the
+        run's first `extra` facts. None and nothing by default."""
+        return None, {}
+
+    def _attack_batch(self, model, images, labels, size, generator, context):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _pgd(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        goal: torch.Tensor,
+        mask: torch.Tensor,
+        start: torch.Tensor,
+        steps: int,
+        adjust: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Signed-gradient ascent inside `mask` (per image) from `start` for `steps` steps, stopping per image at
+        the first success; pixels outside the mask keep their clean values.
+
+        `adjust(stepped, active, mask)`, when given, moves the stepped iterates of the images `active` further
+        (rank steering) before they are put back into the mask. Returns the adversarial images (first successful
+        iterate, else the last evaluated one), success flags, the final objective, queries per image and the last
+        iterate (to continue from)."""
+        n = images.shape[0]
+        x = images * (1 - mask) + start * mask
+        best = x.clone()
+        done = torch.zeros(n, dtype=torch.bool)
+        objective = torch.full((n,), -float("inf"))
+        queries = torch.zeros(n, dtype=torch.long)
+        for step in range(steps + 1):
+            active = (~done).nonzero().flatten()
+            if active.numel() == 0:
+                break
+            idx = active.to(x.device)
+            xa, ga = x[idx], goal[active.to(goal.device)]
+            queries[active] += 1
+            if step == steps:  # last check only, no more updates
+                with torch.no_grad():
+                    logits = model(xa)
+                grad = None
+            else:
+                logits, grad = self._gradient(model, xa, ga)
+            with torch.no_grad():
+                objective[active] = self._objective(logits, ga).float().cpu()
+                won = self._success(logits, ga).cpu()
+                best[idx] = xa
+                done[active[won]] = True
+                if grad is None:
+                    break
+                m = mask[idx]
+                stepped = (xa + self.step_size * grad.sign() * m).clamp(0, 1)
+            if adjust is not None:
+                stepped = adjust(stepped, active, m)
+            with torch.no_grad():
+                keep = (~won).to(x.device)
+                x[idx[keep]] = (images[idx] * (1 - m) + stepped * m)[keep]
+        return best, done, objective, queries, x
 
 
 class PatchPGD(_GradientAttack):
@@ -157,51 +213,12 @@ class PatchPGD(_GradientAttack):
         self.target_class = None if target_class is None else int(target_class)
         self.batch_size = int(batch_size)
 
-    def _pgd(self, model, images, goal, mask, start, steps):
-        """Signed-gradient ascent inside `mask` for `steps` steps, stopping per image at the first success.
-
-        Returns the adversarial images (first successful iterate, else the last), success flags, the final
-        objective, and queries per image."""
-        n = images.shape[0]
-        x = images * (1 - mask) + start * mask
-        best = x.clone()
-        done = torch.zeros(n, dtype=torch.bool)
-        objective = torch.full((n,), -float("inf"))
-        queries = torch.zeros(n, dtype=torch.long)
-        for step in range(steps + 1):
-            active = (~done).nonzero().flatten()
-            if active.numel() == 0:
-                break
-            xa, ga = x[active.to(x.device)], goal[active.to(goal.device)]
-            queries[active] += 1
-            if step == steps:  # last check only, no more updates
-                with torch.no_grad():
-                    logits = model(xa)
-                grad = None
-            else:
-                logits, grad = self._gradient(model, xa, ga)
-            with torch.no_grad():
-                objective[active] = self._objective(logits, ga).float().cpu()
-                won = self._success(logits, ga).cpu()
-                best[active.to(x.device)] = xa
-                done[active[won]] = True
-                if grad is None:
-                    break
-                keep = (~won).to(x.device)
-                idx = active.to(x.device)[keep]
-                m = mask[idx] if mask.shape[0] == n else mask
-                stepped = (xa[keep] + self.step_size * grad[keep].sign() * m).clamp(0, 1)
-                x[idx] = images[idx] * (1 - m) + stepped * m
-        return best, done, objective, queries
-
-    def _attack_batch(self, model, images, labels, size, generator):
+    def _attack_batch(self, model, images, labels, size, generator, context=None):
         n, c, h, w = images.shape
         side_h, side_w = patch_sides(size, h, w)
         goal = self._goal(labels)
         n_candidates = self.candidates if self.location == "search" else 1
-        locations = torch.stack(
-            [random_locations(n, side_h, side_w, h, w, generator) for _ in range(n_candidates)]
-        )
+        locations = torch.stack([random_locations(n, side_h, side_w, h, w, generator) for _ in range(n_candidates)])
         noise = torch.rand((n_candidates, n, c, h, w), generator=generator).to(images.device, images.dtype)
         starts = noise if self.init == "random" else images.unsqueeze(0).expand_as(noise)
         queries = torch.zeros(n, dtype=torch.long)
@@ -211,14 +228,14 @@ class PatchPGD(_GradientAttack):
             scores = torch.empty(n_candidates, n)
             for k in range(n_candidates):
                 mask = box_mask(locations[k], side_h, side_w, h, w).to(images.device, images.dtype)
-                _, won, objective, q = self._pgd(model, images, goal, mask, starts[k], self.search_steps)
+                _, won, objective, q, _ = self._pgd(model, images, goal, mask, starts[k], self.search_steps)
                 queries += q
                 scores[k] = torch.where(won, torch.full_like(objective, float("inf")), objective)
             chosen = scores.argmax(0)
         picked = locations[chosen, torch.arange(n)]
         mask = box_mask(picked, side_h, side_w, h, w).to(images.device, images.dtype)
         start = starts[chosen.to(starts.device), torch.arange(n, device=starts.device)]
-        adversarial, _, _, q = self._pgd(model, images, goal, mask, start, self.steps)
+        adversarial, _, _, q, _ = self._pgd(model, images, goal, mask, start, self.steps)
         queries += q
         extra = {"locations": picked.tolist(), "patch_size": [[side_h, side_w]] * n}
         return adversarial, queries, self.steps, extra
@@ -269,7 +286,7 @@ class SparsePGD(_GradientAttack):
         keep = keep.view(b, 1, h, w)
         return torch.where(keep, z, clean)
 
-    def _attack_batch(self, model, images, labels, size, generator):
+    def _attack_batch(self, model, images, labels, size, generator, context=None):
         n, c, h, w = images.shape
         n_pixels = pixel_budget(size, h, w)
         goal = self._goal(labels)

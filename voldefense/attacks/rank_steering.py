@@ -13,238 +13,37 @@ mechanism first, in two ways implemented here:
 The ranking is computed on detached, quantised scores (histogram metrics such as MI are piecewise constant in
 the pixels), so it has no useful gradient. Steering therefore uses a differentiable *surrogate* of the metric
 (BPDA in the sense of Athalye et al. 2018: exact metric for the forward decision, smooth approximation for the
-backward pass): the metric itself when it is already differentiable (mse, psnr, max_norm, ...), else a soft
-histogram version of the built-in histogram metrics (entropy, mi, joint_entropy, kl) with triangular (linear)
-binning. The achieved rank is always measured with the volumizer's exact ranking.
+backward pass): the surrogate the metric's spec declares (`MetricSpec.surrogate`; the built-in histogram metrics
+declare soft-binned versions), else the metric itself when it is already differentiable (mse, psnr, max_norm,
+...). The achieved rank is always measured with the volumizer's exact ranking.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from voldefense.attacks.base import AttackResult, preserve_mode
-from voldefense.attacks.pgd import _AdversarialObjective, _check_targeting
-from voldefense.attacks.regions import box_mask, check_inputs, generator_for, patch_sides, random_locations
-from voldefense.errors import ConfigError, UsageError
+from voldefense.attacks.pgd import _check_targeting, _GradientAttack
+from voldefense.attacks.rank_surrogate import (  # noqa: F401 - re-exported: the attack's public helpers
+    MetricSurrogate,
+    _reference_guard,
+    exact_ranks,
+    find_volumizer,
+    rank_penalty,
+)
+from voldefense.attacks.regions import box_mask, patch_sides, random_locations
+from voldefense.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 Strategy = Literal["straddle", "rank_penalty", "search"]
 STRATEGIES: tuple[str, ...] = ("straddle", "rank_penalty", "search")
 RankTarget = Literal["first", "last"] | int
-
-# Built-in histogram metrics whose hard-binned score has a soft-binned, differentiable counterpart here.
-SOFT_HISTOGRAM_METRICS: tuple[str, ...] = ("entropy", "mi", "joint_entropy", "kl")
-_LN2 = math.log(2.0)
-
-
-# -- finding the mechanism ---------------------------------------------------------------------------------
-
-
-def find_volumizer(model: nn.Module) -> Any | None:
-    """The first `voldefense.volumizer.Volumizer` among `model`'s submodules, or None.
-
-    A `DefendedClassifier` keeps it as `.volumizer`; wrappers (query counters, defenses in front) are searched
-    through."""
-    from voldefense.volumizer import Volumizer
-
-    direct = getattr(model, "volumizer", None)
-    if isinstance(direct, Volumizer):
-        return direct
-    for module in model.modules():
-        if isinstance(module, Volumizer):
-            return module
-    return None
-
-
-# -- differentiable surrogate of the ranking metric ---------------------------------------------------------
-
-
-def _soft_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
-    """Triangular (linear-interpolation) bin weights `(M, n, bins)` of values `(M, n)` in [0, 1]; each value's
-    weights sum to 1 (all on one bin when the value sits on its centre)."""
-    # Centres at k / (bins - 1), so 0 and 1 are centres: saturated values (where loss steps push pixels) keep a
-    # gradient toward the inner bins instead of sitting on a clamped, flat edge.
-    pos = values.clamp(0, 1) * (bins - 1)
-    centres = torch.arange(bins, device=values.device, dtype=values.dtype)
-    return (1 - (pos.unsqueeze(-1) - centres).abs()).clamp(min=0)
-
-
-def _entropy_bits(p: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    return -(p * p.clamp(min=1e-12).log()).sum(dims) / _LN2
-
-
-def soft_histogram_score(
-    name: str, x: torch.Tensor, reference: torch.Tensor | None, *, bins: int = 32, smoothing: float = 0.5
-) -> torch.Tensor:
-    """Differentiable version `(M,)` of the built-in histogram metric `name` on samples `x` `(M, ...)`
-    (channels pooled, as in `voldefense.plugins.metrics._histogram`) against `reference` (broadcastable)."""
-    flat = x.flatten(1)
-    n = flat.shape[1]
-    wx = _soft_bins(flat, bins)
-    px = wx.mean(1)
-    if name == "entropy":
-        return _entropy_bits(px, (1,))
-    if reference is None:
-        raise UsageError(f"metric {name!r} is a distance metric: the surrogate needs a reference")
-    ref = torch.broadcast_to(reference, x.shape).flatten(1).to(flat.dtype)
-    wr = _soft_bins(ref, bins)
-    if name == "kl":
-        # Same additive smoothing as the exact metric, so both are finite and comparable.
-        p = (wx.sum(1) + smoothing) / (n + bins * smoothing)
-        q = (wr.sum(1) + smoothing) / (n + bins * smoothing)
-        return (p * (p.log() - q.log())).sum(1) / _LN2
-    joint = torch.einsum("mni,mnj->mij", wx, wr) / n
-    h_joint = _entropy_bits(joint, (1, 2))
-    if name == "joint_entropy":
-        return h_joint
-    if name == "mi":
-        return _entropy_bits(px, (1,)) + _entropy_bits(wr.mean(1), (1,)) - h_joint
-    raise ConfigError(f"no soft surrogate for metric {name!r}; known: {', '.join(SOFT_HISTOGRAM_METRICS)}")
-
-
-class MetricSurrogate:
-    """Differentiable scores `(B, N)` of a volumizer's patches under its ranking metric (see module doc).
-
-    `available` is False when the volumizer does not rank by a metric (identity / random ranking: there is
-    nothing to steer) or the metric is neither differentiable nor one of `SOFT_HISTOGRAM_METRICS`; `reason`
-    then says why.
-    """
-
-    def __init__(self, volumizer: Any) -> None:
-        self.volumizer = volumizer
-        self.available = False
-        self.kind = "none"
-        self.reason = ""
-        if volumizer is None:
-            self.reason = "no Volumizer found inside the model"
-            return
-        if volumizer.ranking != "metric":
-            self.reason = f"the volumizer's ranking is {volumizer.ranking!r}, not metric-driven"
-            return
-        from voldefense.ranking import is_descending
-
-        self.spec = volumizer.metric_spec
-        self.metric_fn = self.spec.build(**volumizer.metric_options)
-        self.descending = is_descending(volumizer.order, self.spec)
-        probe = torch.rand(2, 3, 4, 4, requires_grad=True)
-        with torch.enable_grad():
-            try:
-                out = self.metric_fn(probe, probe.detach()[:1])
-            except Exception:  # noqa: BLE001 - a metric that cannot score the probe is simply not used directly
-                out = None
-        if isinstance(out, torch.Tensor) and out.requires_grad:
-            self.available, self.kind = True, "exact"
-        elif self.spec.name in SOFT_HISTOGRAM_METRICS:
-            self.available, self.kind = True, "soft_histogram"
-        else:
-            self.reason = f"metric {self.spec.name!r} is not differentiable and has no soft surrogate"
-
-    def reference(self, patches: torch.Tensor) -> torch.Tensor | None:
-        """Each image's reference patch `(B, 1, C, ph, pw)` (detached), as the exact ranking picks it."""
-        if not self.spec.distance:
-            return None
-        from voldefense.ranking import lowest_entropy_index
-
-        b = patches.shape[0]
-        ref = self.volumizer.reference
-        if isinstance(ref, torch.Tensor):
-            ref = ref.detach().to(patches.device, patches.dtype)
-            return ref.reshape(-1, 1, *patches.shape[2:]).expand(b, 1, *patches.shape[2:])
-        if ref == "auto":
-            index = lowest_entropy_index(patches.detach(), self.volumizer.metric_options)
-        else:
-            index = torch.full((b,), int(ref), dtype=torch.long)
-        return patches.detach()[torch.arange(b, device=patches.device), index.to(patches.device)].unsqueeze(1)
-
-    def scores(self, patches: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
-        """Surrogate scores `(B, M)` of `patches` `(B, M, C, ph, pw)` (differentiable)."""
-        b, m = patches.shape[:2]
-        flat = patches.reshape(b * m, *patches.shape[2:])
-        ref = None if reference is None else reference.expand(b, m, *patches.shape[2:]).reshape(flat.shape)
-        if self.kind == "exact":
-            out = self.metric_fn(flat, ref)
-        else:
-            options = self.volumizer.metric_options
-            out = soft_histogram_score(
-                self.spec.name,
-                flat,
-                ref,
-                bins=int(options.get("bins", 32)),
-                smoothing=float(options.get("smoothing", 0.5)),
-            )
-        return out.reshape(b, m)
-
-    def keys(self, patches: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
-        """Sort keys: ascending keys = ascending ranks (scores negated when the order is descending)."""
-        s = self.scores(patches, reference)
-        return -s if self.descending else s
-
-
-def _reference_guard(patches: torch.Tensor, main: torch.Tensor, surrogate: MetricSurrogate) -> torch.Tensor:
-    """`(B,)` term that raises the main patch's (soft) entropy while its exact entropy is within 0.1 bit of the
-    lowest of the other patches, so it does not become the ``"auto"`` reference (the lowest-entropy patch).
-
-    The decision uses the exact entropy the ranking uses: the soft one smooths concentrated histograms upward
-    and would let the patch slip under the others unnoticed."""
-    from voldefense.ranking import resolve_metric
-
-    b, n = patches.shape[:2]
-    bins = int(surrogate.volumizer.metric_options.get("bins", 32))
-    rows = torch.arange(b, device=patches.device)
-    _, entropy_fn = resolve_metric("entropy", {"bins": bins})
-    with torch.no_grad():
-        entropy = entropy_fn(patches.detach().flatten(0, 1)).view(b, n)
-        own_exact = entropy[rows, main].clone()
-        entropy[rows, main] = float("inf")
-        active = own_exact < entropy.amin(1) + 0.1
-    own = soft_histogram_score("entropy", patches[rows, main], None, bins=bins)
-    return -own * active.to(own.dtype)
-
-
-def exact_ranks(volumizer: Any, images: torch.Tensor) -> torch.Tensor:
-    """`(B, N)` depth position of every source patch under the volumizer's exact ranking."""
-    with torch.no_grad():
-        perm, _ = volumizer.rank(volumizer.patches(images.detach()))
-    return perm.argsort(dim=1).cpu()
-
-
-def rank_penalty(keys: torch.Tensor, main: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
-    """Hinge penalty `(B,)`, zero when patch `main[b]`'s key would sort at depth `target[b]` among the others.
-
-    `keys` `(B, N)`: only the main patch's key carries gradient that matters (the others are detached: the
-    attacker's pixels live in the main patch). The main key must lie above the `target`-th smallest other key
-    and below the next one, each with a `margin` (a share of the key spread) so that the exact ranking, not
-    only the surrogate, moves.
-    """
-    b, n = keys.shape
-    rows = torch.arange(b, device=keys.device)
-    k_main = keys[rows, main]
-    others = keys.detach().clone()
-    others[rows, main] = float("inf")
-    ordered = others.sort(dim=1).values[:, : n - 1]  # the N-1 other keys, ascending
-    spread = (ordered.amax(1) - ordered.amin(1)).clamp(min=1e-6)
-    lo_idx = (target - 1).clamp(min=0)
-    hi_idx = target.clamp(max=n - 2)
-    lower = torch.where(target > 0, ordered[rows, lo_idx], torch.full_like(k_main, -float("inf")))
-    upper = torch.where(target < n - 1, ordered[rows, hi_idx], torch.full_like(k_main, float("inf")))
-    # An inner target is a gap between two neighbours: a margin wider than half the gap would make the two
-    # hinges fight, so it is capped at a quarter of the gap.
-    gap = (upper - lower).nan_to_num(float("inf"), posinf=float("inf"))
-    m = torch.minimum(margin * spread, gap / 4)
-    below = F.relu(lower + m - k_main).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    above = F.relu(k_main - upper + m).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    return (below + above) / spread
-
 
 # -- placements --------------------------------------------------------------------------------------------
 
@@ -324,7 +123,7 @@ def _check_target(target: object) -> int | str:
     raise ConfigError(f"rank_target must be 'first', 'last' or a depth index (int), got {target!r}")
 
 
-class RankSteeringPatch(_AdversarialObjective):
+class RankSteeringPatch(_GradientAttack):
     """Adaptive white-box patch attack that also attacks the volumizer's ranking; size = area fraction.
 
     Strategies:
@@ -431,51 +230,25 @@ class RankSteeringPatch(_AdversarialObjective):
 
     # -- PGD ------------------------------------------------------------------------------------------------
 
-    def _pgd(self, model, images, goal, mask, x0, targets, mains, steps, surrogate):
-        """Signed-gradient ascent inside `mask` from iterate `x0`, with the rank penalty for images whose
-        `targets` >= 0. Returns (adversarial, success, final objective, queries, last iterate)."""
-        n = images.shape[0]
-        x = x0.clone()
-        best = x.clone()
-        done = torch.zeros(n, dtype=torch.bool)
-        objective = torch.full((n,), -float("inf"))
-        queries = torch.zeros(n, dtype=torch.long)
-        for step in range(steps + 1):
-            active = (~done).nonzero().flatten()
-            if active.numel() == 0:
-                break
-            idx = active.to(x.device)
-            xa, ga = x[idx], goal[idx]
-            queries[active] += 1
-            if step == steps:
-                with torch.no_grad():
-                    logits = model(xa)
-                grad = None
-            else:
-                logits, grad = self._gradient(model, xa, ga)
-            with torch.no_grad():
-                objective[active] = self._objective(logits, ga).float().cpu()
-                won = self._success(logits, ga).cpu()
-                best[idx] = xa
-                done[active[won]] = True
-            if grad is None:
-                break
-            m = mask[idx]
-            with torch.no_grad():
-                stepped = (xa + self.step_size * grad.sign() * m).clamp(0, 1)
-            steer = targets[active] >= 0
-            if surrogate is not None and self.rank_step > 0 and bool(steer.any()):
-                # Several model-free penalty steps per loss step: close to a projection back onto the images
-                # whose patch sits at the target rank (the loss step alone tends to saturate the patch).
-                for _ in range(self.rank_iters):
-                    descent = self._penalty_direction(stepped, targets[active], mains[active], steer, m, surrogate)
-                    if not bool(descent.any()):
-                        break
-                    stepped = (stepped + self.rank_step * descent).clamp(0, 1)
-            with torch.no_grad():
-                keep = (~won).to(x.device)
-                x[idx[keep]] = (images[idx] * (1 - m) + stepped * m)[keep]
-        return best, done, objective, queries, x
+    def _steering(self, targets, mains, surrogate):
+        """The `adjust` step of `_GradientAttack._pgd` that steers the rank: for the active images whose
+        `targets` >= 0, several model-free penalty steps per loss step, close to a projection back onto the
+        images whose patch sits at the target rank (the loss step alone tends to saturate the patch)."""
+        if surrogate is None or self.rank_step <= 0:
+            return None
+
+        def steer(stepped, active, m):
+            wanted = targets[active] >= 0
+            if not bool(wanted.any()):
+                return stepped
+            for _ in range(self.rank_iters):
+                descent = self._penalty_direction(stepped, targets[active], mains[active], wanted, m, surrogate)
+                if not bool(descent.any()):
+                    break
+                stepped = (stepped + self.rank_step * descent).clamp(0, 1)
+            return stepped
+
+        return steer
 
     def _penalty_direction(self, xa, targets, mains, steer, m, surrogate):
         """Descent direction of the rank penalty (normalised per image), zero where the rank is on target."""
@@ -515,7 +288,8 @@ class RankSteeringPatch(_AdversarialObjective):
 
     # -- one batch ------------------------------------------------------------------------------------------
 
-    def _attack_batch(self, model, images, labels, size, generator, volumizer, surrogate):
+    def _attack_batch(self, model, images, labels, size, generator, context):
+        volumizer, surrogate = context
         n, c, h, w = images.shape
         sides = patch_sides(size, h, w)
         goal = self._goal(labels)
@@ -561,10 +335,8 @@ class RankSteeringPatch(_AdversarialObjective):
                     goal,
                     masks[k],
                     iterates[k],
-                    target_ranks[k],
-                    mains[k],
                     self.search_steps,
-                    active_surrogate,
+                    self._steering(target_ranks[k], mains[k], active_surrogate),
                 )
                 queries += q
                 # A success is kept as is (its first successful iterate); else continue from the last one.
@@ -578,7 +350,7 @@ class RankSteeringPatch(_AdversarialObjective):
         main = torch.stack(mains)[pick]
         location = torch.stack(locations)[pick]
         adversarial, _, _, q, _ = self._pgd(
-            model, images, goal, mask, stack, target, main, self.steps, active_surrogate
+            model, images, goal, mask, stack, self.steps, self._steering(target, main, active_surrogate)
         )
         queries += q
         extra: dict[str, list] = {
@@ -599,12 +371,8 @@ class RankSteeringPatch(_AdversarialObjective):
         iterations = self.steps + (self.search_steps if len(plans) > 1 else 0)
         return adversarial, queries, iterations, extra
 
-    def run(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, size: float, *, seed: int = 0
-    ) -> AttackResult:
-        check_inputs(images, labels)
-        start = time.perf_counter()
-        self._check_target_class(model, images)
+    def _prepare(self, model: nn.Module) -> tuple[Any, dict[str, Any]]:
+        """The model's volumizer and the surrogate of its ranking metric, found once per run."""
         volumizer = find_volumizer(model)
         surrogate = MetricSurrogate(volumizer) if self.strategy != "straddle" else None
         extra: dict[str, Any] = {"strategy": self.strategy}
@@ -616,19 +384,4 @@ class RankSteeringPatch(_AdversarialObjective):
             if not surrogate.available:
                 extra["fallback"] = f"no rank steering ({surrogate.reason}): straddling placements only"
                 logger.info("patch_rank: %s", extra["fallback"])
-        generator = generator_for(seed)
-        adversarial = images.clone()
-        queries = torch.zeros(images.shape[0], dtype=torch.long)
-        iterations = 0
-        with preserve_mode(model):
-            for lo in range(0, images.shape[0], self.batch_size):
-                hi = min(lo + self.batch_size, images.shape[0])
-                adv, q, it, ex = self._attack_batch(
-                    model, images[lo:hi], labels[lo:hi], size, generator, volumizer, surrogate
-                )
-                adversarial[lo:hi] = adv
-                queries[lo:hi] = q
-                iterations = max(iterations, it)
-                for key, value in ex.items():
-                    extra.setdefault(key, []).extend(value)
-        return AttackResult(adversarial, queries, iterations, time.perf_counter() - start, extra)
+        return (volumizer, surrogate), extra

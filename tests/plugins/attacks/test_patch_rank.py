@@ -101,7 +101,7 @@ def test_changes_stay_inside_the_reported_square(registry, pipeline, strategy):
     if strategy == "straddle":
         assert result.extra["patches_touched"] == [4] * 6  # centred on a grid corner
     if strategy == "rank_penalty":
-        assert result.extra["patches_touched"] == [1] * 6 and result.extra["surrogate"] == "soft_histogram"
+        assert result.extra["patches_touched"] == [1] * 6 and result.extra["surrogate"] == "declared"
         assert result.extra["rank_target"] == [0] * 6
 
 
@@ -109,7 +109,7 @@ def test_surrogate_tracks_the_exact_metric():
     x, _ = colour_toy(4, 3)
     vol = Volumizer(8)
     surrogate = MetricSurrogate(vol)
-    assert surrogate.available and surrogate.kind == "soft_histogram"
+    assert surrogate.available and surrogate.kind == "declared"  # mi declares its soft-binned surrogate
     patches = vol.patches(x)
     soft = surrogate.scores(patches, surrogate.reference(patches))
     _, exact = vol.rank(patches)
@@ -118,6 +118,29 @@ def test_surrogate_tracks_the_exact_metric():
     # differentiable metrics are used as they are; identity ranking has nothing to steer
     assert MetricSurrogate(Volumizer(8, metric="mse")).kind == "exact"
     assert not MetricSurrogate(Volumizer(8, ranking="identity")).available
+
+
+def test_a_third_party_metric_steers_through_its_declared_surrogate():
+    """No metric names in the attack: a plugin metric that is not differentiable but declares a surrogate is
+    steered through it; without one, the attack says so and falls back to straddling."""
+    from voldefense.specs import MetricSpec
+
+    class Brightness:  # hard-thresholded: no gradient
+        def __call__(self, x, reference=None):
+            return (x > 0.5).float().flatten(1).mean(1)
+
+    class SoftBrightness:
+        def __call__(self, x, reference=None):
+            return torch.sigmoid(20 * (x - 0.5)).flatten(1).mean(1)
+
+    common = dict(factory=Brightness, description="share of bright pixels", distance=False)
+    declared = MetricSpec(name="brightness", surrogate=SoftBrightness, **common)
+    surrogate = MetricSurrogate(Volumizer(8, metric=declared))
+    assert surrogate.available and surrogate.kind == "declared"
+    patches = Volumizer(8, metric=declared).patches(torch.rand(2, 3, 16, 16, requires_grad=True))
+    assert surrogate.scores(patches, None).requires_grad
+    bare = MetricSurrogate(Volumizer(8, metric=MetricSpec(name="brightness", **common)))
+    assert not bare.available and "declares no surrogate" in bare.reason
 
 
 def test_rank_penalty_is_zero_exactly_inside_the_target_gap():

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from voldefense.hookspecs import hookimpl
 from voldefense.plugins.metrics import _options
-from voldefense.specs import MetricSpec
+from voldefense.specs import MetricSpec, lazy_factory
 
 if TYPE_CHECKING:
     import torch
@@ -38,4 +38,6 @@ def voldefense_metrics() -> Iterator[MetricSpec]:
         description="Shannon entropy (bits) of the intensity histogram; standalone",
         distance=False,
         larger_is_simpler=False,
+        # differentiable stand-in (soft bins) for attacks that steer the ranking
+        surrogate=lazy_factory("voldefense.plugins.metrics._soft_histogram:SoftEntropy"),
     )

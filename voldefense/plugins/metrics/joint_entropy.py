@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from voldefense.hookspecs import hookimpl
 from voldefense.plugins.metrics import _options
 from voldefense.plugins.metrics._distance import DistanceMetric
-from voldefense.specs import MetricSpec
+from voldefense.specs import MetricSpec, lazy_factory
 
 if TYPE_CHECKING:
     import torch
@@ -37,4 +37,6 @@ def voldefense_metrics() -> Iterator[MetricSpec]:
         description="joint entropy (bits) of sample and reference intensities; larger = more complex",
         distance=True,
         larger_is_simpler=False,
+        # differentiable stand-in (soft bins) for attacks that steer the ranking
+        surrogate=lazy_factory("voldefense.plugins.metrics._soft_histogram:SoftJointEntropy"),
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from voldefense.hookspecs import hookimpl
 from voldefense.plugins.metrics import _options
 from voldefense.plugins.metrics._distance import DistanceMetric
-from voldefense.specs import MetricSpec
+from voldefense.specs import MetricSpec, lazy_factory
 
 if TYPE_CHECKING:
     import torch
@@ -43,4 +43,6 @@ def voldefense_metrics() -> Iterator[MetricSpec]:
         description="mutual information (bits) with the reference; larger = more similar",
         distance=True,
         larger_is_simpler=True,
+        # differentiable stand-in (soft bins) for attacks that steer the ranking
+        surrogate=lazy_factory("voldefense.plugins.metrics._soft_histogram:SoftMutualInformation"),
     )
