@@ -39,6 +39,19 @@ def fresh_registry(monkeypatch):
     yield registry
 
 
+@pytest.fixture
+def user_backbones(fresh_registry):
+    """`fresh_registry` with the test networks of tests/user_networks.py as backbones `user_convnext`, `user_vit`."""
+    from user_networks import backbone_plugin
+
+    plugin = backbone_plugin()
+    fresh_registry.register(plugin, origin="test")
+    try:
+        yield fresh_registry
+    finally:
+        fresh_registry.unregister(plugin)
+
+
 @pytest.fixture(scope="module")
 def trained():
     """(model, test images, test labels): tiny_cnn fitted on 256 toy images, 24 held-out toy images.

@@ -64,8 +64,9 @@ def voldefense_backbones() -> Iterable[BackboneSpec]:
     ``width`` (channel multiplier), ``stem`` (``"small"`` | ``"imagenet"``), ``in_channels``, ``mean``,
     ``std``.
     ``converter(model_2d, **options) -> nn.Module`` builds g's network from f: volumes ``(B, C, N, ph, pw)`` →
-    per-patch logits ``(B, N', K)``; it receives the converter options ``depth_kernel``, ``pool_depth``,
-    ``num_patches`` and ``fold`` that it accepts. Leave ``converter`` as None to use
+    per-patch logits ``(B, N', K)``; it receives the converter options ``depth_kernel``, ``pool_depth`` and
+    ``num_patches`` that it accepts. It is not called for ``depth_kernel`` 1 without depth pooling (unless
+    ``fold`` is false): g is then f itself, run on each patch. Leave ``converter`` as None to use
     `voldefense.models.convert.convert_to_3d`, which converts every standard layer when the forward code uses
     modules only (``nn.Flatten``, not ``x.view(B, -1)``).
     """

@@ -267,12 +267,23 @@ class ModelPlan:
 
 def _signature(config: Config, kind: str, variant: Any = None) -> str:
     """A digest of what determines a model's architecture, so a mismatched checkpoint is refused."""
-    parts = {"model": config_to_dict(config)["model"], "kind": kind}
+    parts = {"model": _model_signature_fields(config, kind), "kind": kind}
     if variant is not None:  # only when set, so f's and g's digests are those of runs made before variants
         parts["variant"] = variant
     if kind in ("g", "ablation"):
         parts["volumizer"] = config_to_dict(config)["volumizer"]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _model_signature_fields(config: Config, kind: str) -> dict[str, Any]:
+    """The model section as digested: `fold` (added later) only where it shapes g — at depth kernel 1 without
+    depth pooling g is f run per patch, with 2D-shaped parameters, so checkpoints of earlier runs' Conv3d g are
+    refused there — and elsewhere left out, so other runs' digests stay those of runs made before it."""
+    model = config_to_dict(config)["model"]
+    per_patch = model["depth_kernel"] == 1 and not model["pool_depth"]
+    if kind not in ("g", "ablation") or not per_patch:
+        del model["fold"]
+    return model
 
 
 def _backbone_options(config: Config, in_channels: int) -> dict[str, Any]:
@@ -382,6 +393,7 @@ def _build_g(config: Config, data: RunData, registry: Any, ablation: str | None 
         num_classes=data.num_classes,
         depth_kernel=config.model.depth_kernel,
         pool_depth=config.model.pool_depth,
+        fold=config.model.fold,
         num_patches=num_patches,
         **_backbone_options(config, channels),
     )
@@ -727,34 +739,16 @@ class EvalTarget:
 
 
 def _g_certifier(plan: ModelPlan, config: Config, data: RunData) -> tuple[Callable | None, str]:
-    """Majority-vote certification of g (docs/certification.md) where its premises hold, else the reason."""
-    from voldefense.evaluation.certify import certify_majority_vote
+    """Majority-vote certification of g (docs/certification.md) where the built model satisfies its premises,
+    else the reason."""
+    from voldefense.evaluation.certify import certify_defended, majority_vote_refusal
 
-    reasons = []
-    if config.model.depth_kernel != 1:
-        reasons.append(f"model.depth_kernel is {config.model.depth_kernel}, not 1")
-    if config.model.pool_depth:
-        reasons.append("model.pool_depth is true")
-    if config.model.aggregation != "majority_vote":
-        reasons.append(f"model.aggregation is {config.model.aggregation}, not majority_vote")
-    if reasons:
-        return None, "not defined: " + "; ".join(reasons)
-    vol = config.volumizer
-    patch = tuple(vol.patch) if isinstance(vol.patch, list) else vol.patch
-    image_size = data.image_shape[1:]
-    model = plan.model
+    reason = majority_vote_refusal(plan.model)
+    if reason:
+        return None, "not defined: " + reason
 
-    @torch.no_grad()
     def certify(images: torch.Tensor, labels: torch.Tensor, sides: Sequence[int]) -> dict[int, torch.Tensor]:
-        device = next(model.parameters()).device
-        step = config.training.eval_batch_size
-        model.eval()
-        logits = torch.cat(
-            [model.patch_logits(images[i : i + step].to(device)).float().cpu() for i in range(0, len(images), step)]
-        )
-        return {
-            side: certify_majority_vote(logits, labels.cpu(), side, patch, image_size, pad=vol.pad) for side in sides
-        }
+        return certify_defended(plan.model, images, labels, sides, batch_size=config.training.eval_batch_size)
 
     return certify, ""
 

@@ -1,4 +1,4 @@
-"""The generic 2D→3D converter: layer rules, errors naming the layer, depth kernels, the folded fast path."""
+"""The generic 2D→3D converter: layer rules, errors naming the layer, depth kernels."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_depthwise_grouped_and_asymmetric_convolutions_are_kept():
 def test_centre_slice_initialisation_makes_g_equal_f_per_patch():
     torch.manual_seed(0)
     f = build_model("resnet50", num_classes=6, width=0.125).eval()
-    g = convert_to_3d(f, depth_kernel=3, fold=False).eval()
+    g = convert_to_3d(f, depth_kernel=3).eval()
     volume = torch.rand(2, 3, 4, 16, 16)
     per_patch = torch.stack([f(volume[:, :, n]) for n in range(4)], dim=1)
     assert torch.allclose(g(volume), per_patch, rtol=1e-4, atol=1e-4)
@@ -114,7 +114,7 @@ def test_partial_flatten_is_rejected():
         convert_to_3d(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(2)))
 
 
-def test_parameter_free_custom_layer_is_kept_but_not_folded():
+def test_parameter_free_custom_layer_is_kept():
     class Swish(nn.Module):
         def forward(self, x):
             return x * torch.sigmoid(x)
@@ -123,62 +123,19 @@ def test_parameter_free_custom_layer_is_kept_but_not_folded():
         nn.Conv2d(3, 4, 3, padding=1), Swish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
     )
     g = convert_to_3d(model, depth_kernel=1)
-    assert not g.fold
+    assert isinstance(g.net[1], Swish)
     assert g(torch.rand(1, 3, 3, 8, 8)).shape == (1, 3, 2)
-    with pytest.raises(ConfigError, match="fold=True"):
-        convert_to_3d(model, depth_kernel=1, fold=True)
 
 
-def test_group_norm_is_not_folded():
+def test_group_norm_is_kept_and_spans_the_patches():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    assert not convert_to_3d(model, depth_kernel=1).fold
-    assert convert_to_3d(model, depth_kernel=1).net[1] is not None
-
-
-@pytest.mark.parametrize("name", BACKBONES)
-@pytest.mark.parametrize("train", [False, True])
-def test_folded_path_equals_conv3d_path(name, train):
-    options = {"stochastic_depth": 0.0} if name == "efficientnet_b0" else {}
-    torch.manual_seed(0)
-    g = build_model(name, dims=3, num_classes=5, width=0.125, depth_kernel=1, **options)
-    assert isinstance(g, Converted3d) and g.fold
-    g.train(train)
-    volume = torch.rand(3, 3, 4, 16, 16)
-    torch.manual_seed(1)
-    folded = g(volume)
-    stats_folded = [b.clone() for b in g.buffers()]
-    g.fold = False
-    if train:  # undo the first call's running-statistics update, so both paths see the same state
-        for buffer, saved in zip(g.buffers(), _initial_buffers(name, options), strict=True):
-            buffer.copy_(saved)
-    torch.manual_seed(1)
-    direct = g(volume)
-    scale = direct.detach().abs().max()
-    assert torch.allclose(folded, direct, atol=1e-5 * float(scale), rtol=1e-4)
-    if train:  # batch-norm running statistics updated identically (and in place) on both paths
-        for a, b in zip(stats_folded, g.buffers(), strict=True):
-            assert torch.allclose(a.float(), b.float(), atol=1e-5, rtol=1e-4)
-
-
-def _initial_buffers(name, options):
-    torch.manual_seed(0)
-    g = build_model(name, dims=3, num_classes=5, width=0.125, depth_kernel=1, **options)
-    return [b.clone() for b in g.buffers()]
-
-
-def test_folded_gradients_reach_the_3d_parameters():
-    g = build_model("resnet50", dims=3, num_classes=3, width=0.125, depth_kernel=1)
-    g(torch.rand(2, 3, 4, 16, 16)).sum().backward()
-    assert all(p.grad is not None for p in g.parameters())
-    assert g.net.conv1.weight.grad.shape == g.net.conv1.weight.shape  # (out, in, 1, k, k)
-
-
-def test_converted_model_is_trainable_in_state_dict_round_trip():
-    g = build_model("vgg16", dims=3, num_classes=3, width=0.125, depth_kernel=1)
-    h = build_model("vgg16", dims=3, num_classes=3, width=0.125, depth_kernel=1, fold=False)
-    h.load_state_dict(g.state_dict())
-    volume = torch.rand(2, 3, 4, 16, 16)
-    assert torch.allclose(g.eval()(volume), h.eval()(volume), atol=1e-5)
+    g = convert_to_3d(model, depth_kernel=1)
+    assert isinstance(g.net[1], nn.GroupNorm) and isinstance(g, Converted3d)
+    volume = torch.rand(1, 3, 3, 8, 8)
+    changed = volume.clone()
+    changed[:, :, 0] += 1.0
+    # On the Conv3d path GroupNorm's statistics span every patch: changing patch 0 moves the others' features.
+    assert not torch.allclose(g(volume)[:, 1:], g(changed)[:, 1:])
 
 
 def test_rejects_non_volume_input():

@@ -380,6 +380,13 @@ def check_config(config: Config, *, registry: Any = None) -> None:
     else:
         _check_backbone(config, registry)
     _check_g_init(config)
+    model = config.model
+    if model.fold is True and (model.depth_kernel != 1 or model.pool_depth):
+        raise _fail(
+            "model.fold",
+            True,
+            "'auto' or false (true runs f on each patch, which needs model.depth_kernel 1 and model.pool_depth false)",
+        )
 
     for key, target_needed in (("f", "image"), ("g", None)):
         if key not in config.training.models and not (key == "g" and config.ablations):
@@ -449,6 +456,7 @@ def _check_backbone(config: Config, registry: Any) -> None:
             "stem",
             "depth_kernel",
             "pool_depth",
+            "fold",
             "num_patches",
             "in_channels",
         ),

@@ -83,6 +83,11 @@ class ModelConfig:
         3, "kernel extent along the patch axis: 1 keeps patches independent; 'full' spans all patches", min=1
     )
     pool_depth: bool = opt(False, "whether pooling also shrinks the patch (depth) axis")
+    fold: Literal["auto"] | bool = opt(
+        "auto",
+        "with depth_kernel 1 and pool_depth false, g runs f on each patch as it is (patches folded into the "
+        "batch, no conversion, certifiable): 'auto' or true; false converts f's layers to Conv3d instead",
+    )
     aggregation: Literal["mean_logits", "mean_probs", "majority_vote"] = opt(
         "mean_logits", "how g turns per-patch logits into the image prediction"
     )
@@ -187,8 +192,8 @@ class DefenseConfig:
 class EvaluationConfig:
     certify: bool = opt(
         True,
-        "certified accuracy for g and its ablations when depth_kernel is 1, pool_depth false and aggregation "
-        "majority_vote, and for defenses with a certificate",
+        "certified accuracy for g and its ablations when g runs f on each patch (depth_kernel 1, pool_depth false, "
+        "fold not false) and aggregation is majority_vote, and for defenses with a certificate",
     )
     certify_areas: list[float] | None = opt(
         None, "patch areas (fractions in (0, 1]) certified; null = the sizes of the configured patch attacks"

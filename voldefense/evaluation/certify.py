@@ -5,17 +5,18 @@ the votes, is certifiably robust on an image when its vote margin survives T cha
 take one vote from the true class and give one to a competitor, so it moves their gap by at most 2: the image
 is certified when ``votes[y] - votes[c] > 2T`` for every other class c (ties: see `certify_votes`).
 
-For volumized models (docs/certification.md has the full argument): with ``depth_kernel: 1`` and no pooling
-over depth, each depth slice's logits depend only on that slice's pixels; the ranking only permutes slices and
-a majority vote is permutation-invariant, so a square can change at most the votes of the grid patches it
-overlaps — `max_patches_touched`.
+For volumized models (docs/certification.md has the full argument): when g runs f on each patch alone
+(``depth_kernel: 1``, no pooling over depth; g declares it as ``patches_independent``), each depth slice's
+logits depend only on that slice's pixels; the ranking only permutes slices and a majority vote is
+permutation-invariant, so a square can change at most the votes of the grid patches it overlaps —
+`max_patches_touched`. `certify_defended` certifies such a g and refuses any other (`majority_vote_refusal`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -162,6 +163,68 @@ def certify_majority_vote(
         )
     touched = max_patches_touched(square_side, (ph, pw), (h, w), pad=pad)
     return certify_votes(vote_counts(patch_logits), labels, touched, tie_rule="conservative")
+
+
+def majority_vote_refusal(model: Any) -> str:
+    """Empty when the majority-vote certificate holds for the defended classifier `model`; otherwise why not,
+    in one line.
+
+    It holds when g's per-patch logits provably depend on their own patch only — a property the built model
+    declares (``patches_independent``: g built with ``depth_kernel`` 1, no depth pooling and ``fold`` not
+    false runs f on each patch alone), never inferred from configuration names — and g aggregates by majority
+    vote.
+    """
+    if not all(hasattr(model, name) for name in ("volumizer", "patch_logits", "aggregation")):
+        return f"{type(model).__name__} is not a volumized classifier (volumizer, per-patch logits, aggregation)"
+    reasons = []
+    if getattr(model, "patches_independent", False) is not True:
+        reasons.append(
+            "its per-patch logits are not provably independent of other patches (only g that runs f on each "
+            "patch alone is: depth_kernel 1, pool_depth false, fold not false)"
+        )
+    if model.aggregation != "majority_vote":
+        reasons.append(f"its aggregation is {model.aggregation}, not majority_vote")
+    return "; ".join(reasons)
+
+
+@torch.no_grad()
+def certify_defended(
+    model: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    square_sides: Sequence[int],
+    *,
+    batch_size: int = 256,
+) -> dict[int, torch.Tensor]:
+    """Per square side in pixels, ``(B,)`` bool: g is correct on the image and certified against every
+    adversarial square of that side (`certify_majority_vote` on g's per-patch logits, in eval mode).
+
+    `model` is a `DefendedClassifier`; one that the certificate does not cover is a `ConfigError` saying why
+    (`majority_vote_refusal`). Its train/eval mode is restored afterwards.
+    """
+    reason = majority_vote_refusal(model)
+    if reason:
+        raise ConfigError(f"majority-vote certification is not defined for this model: {reason}")
+    device = next(model.parameters()).device
+    training = model.training
+    model.eval()
+    try:
+        logits = torch.cat(
+            [
+                model.patch_logits(images[i : i + batch_size].to(device)).float().cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
+    finally:
+        model.train(training)
+    volumizer = model.volumizer
+    image_size = tuple(images.shape[2:])
+    return {
+        side: certify_majority_vote(
+            logits, labels.cpu(), side, volumizer.patch_size, image_size, pad=volumizer.pad
+        )
+        for side in square_sides
+    }
 
 
 def certified_accuracy(certified: torch.Tensor) -> float:

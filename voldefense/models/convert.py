@@ -28,9 +28,9 @@ N input patches and the depth stays N. The 3D kernel starts as the 2D kernel in 
 zeros
 elsewhere: at initialisation g computes f on each patch, and the cross-patch weights are learned.
 
-With `depth_kernel=1` and no depth pooling the 3D network *is* f applied to every patch; the converted model
-then computes it by folding the patch axis into the batch and running the 2D layers with the very same
-parameters (see `Converted3d`), which is much faster than Conv3d with a 1-deep kernel.
+With `depth_kernel=1` and no depth pooling g is f applied to every patch: `build_model` then runs f itself on
+the patches folded into the batch (`voldefense.models.patchwise.Patchwise`), with no conversion, unless asked
+for this Conv3d path with ``fold=False``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from voldefense.errors import ArgumentTypeError, ConfigError
 from voldefense.models.layers import (
@@ -93,15 +92,6 @@ PASSTHROUGH: tuple[type[nn.Module], ...] = (
     Normalize,
     PatchFlatten,
     StochasticDepth,
-)
-
-# Kept layers that act on each patch separately and identically in both layouts; with them (and convertible
-# layers) the folded 2D evaluation equals the Conv3d one. GroupNorm, InstanceNorm and unknown layers are not
-# here: in 3D their statistics span all patches, so folding would change what they compute. Derived from
-# PASSTHROUGH so a layer added there is classified here too; LocalResponseNorm and PatchFlatten (which expects
-# the 5D layout) are kept out of the folded path as well.
-_FOLD_SAFE_KEPT: tuple[type[nn.Module], ...] = tuple(
-    t for t in PASSTHROUGH if t not in (nn.GroupNorm, nn.LocalResponseNorm, PatchFlatten)
 )
 
 # Containers whose own forward is known to be dimension-agnostic.
@@ -229,8 +219,6 @@ class _Converter:
         self.dk = depth_kernel
         self.pd = depth_padding
         self.pool_depth = pool_depth
-        self.foldable = depth_kernel == 1 and not pool_depth
-        self.conv_weights: list[str] = []
         self.user_rules = dict(rules or {})
         # Exact types only: a subclass may override forward, and silently dropping that would be wrong.
         self.rules: dict[type[nn.Module], Callable[[nn.Module, str], nn.Module]] = {
@@ -254,7 +242,7 @@ class _Converter:
         else:
             padding = (self.pd, *_pair(m.padding))
         # A depthwise kernel that spans patches gets the subclass that can run as 2D taps (fast on cuDNN);
-        # same parameters and state dict as nn.Conv3d. A 1-deep one is plain Conv3d (or folded into 2D).
+        # same parameters and state dict as nn.Conv3d. A 1-deep one is plain Conv3d.
         depthwise = (
             m.groups == m.in_channels == m.out_channels
             and self.dk > 1
@@ -280,7 +268,6 @@ class _Converter:
             new.weight[:, :, self.dk // 2].copy_(m.weight)
             if m.bias is not None:
                 new.bias.copy_(m.bias)
-        self.conv_weights.append(f"{path}.weight" if path else "weight")
         return new
 
     def batchnorm(self, m: nn.BatchNorm2d, path: str) -> nn.Module:
@@ -289,7 +276,6 @@ class _Converter:
         return new.to(device=_device_of(m))
 
     def instancenorm(self, m: nn.InstanceNorm2d, path: str) -> nn.Module:
-        self.foldable = False
         new = nn.InstanceNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
         new.load_state_dict(m.state_dict())
         return new.to(device=_device_of(m))
@@ -371,8 +357,6 @@ class _Converter:
                 f"the converter rule for layer {path or '<root>'!r} ({type(module).__name__}) returned a "
                 f"{type(new).__name__}, not an nn.Module"
             )
-        # A custom 3D layer may mix patches: never fold it into the per-patch 2D path.
-        self.foldable = False
         return new
 
     def convert(self, module: nn.Module, path: str) -> nn.Module:
@@ -398,8 +382,6 @@ class _Converter:
                     f"{base.__name__}"
                 )
         if type(module) in PASSTHROUGH:
-            if type(module) not in _FOLD_SAFE_KEPT:
-                self.foldable = False
             return module
         children = list(module.named_children())
         own = [name for name, p in module.named_parameters(recurse=False) if p is not None]
@@ -411,15 +393,13 @@ class _Converter:
         if not children and isinstance(module, _KNOWN_CONTAINERS):
             return module  # an empty Sequential (an identity shortcut, as users often write it)
         if not children:
-            # A parameter-free custom leaf (an activation, say): assume it is elementwise, but never fold it
-            # into the 2D path, where its behaviour could differ.
+            # A parameter-free custom leaf (an activation, say): assume it is elementwise.
             logger.warning(
                 "converting %s: keeping parameter-free layer %r (%s) as it is; it must work on 5D volumes",
                 label,
                 path,
                 type(module).__name__,
             )
-            self.foldable = False
             return module
         if (
             not isinstance(module, _KNOWN_CONTAINERS)
@@ -455,46 +435,19 @@ def _device_of(module: nn.Module) -> torch.device:
 class Converted3d(nn.Module):
     """A converted network: volumes `(B, C, N, h, w)` → per-patch logits `(B, N', K)`.
 
-    `net` holds the 3D layers and all parameters (its state dict is this module's, prefixed ``net.``). When
-    the
-    conversion is *foldable* (`depth_kernel=1`, no depth pooling, only layers that act on each patch alike),
-    `forward` folds the patch axis into the batch and runs a parameter-free 2D copy of the original model
-    (`template`, on the meta device) with `torch.func.functional_call`, feeding it the 3D parameters with
-    their
-    1-deep depth axis squeezed away and the very same buffers, so batch-norm running statistics update in
-    place.
-    Set `fold = False` to force the Conv3d path (the two agree within float tolerance).
+    `net` holds the 3D layers and all parameters (its state dict is this module's, prefixed ``net.``).
     """
 
-    def __init__(self, net: nn.Module, template: nn.Module | None, conv_weights: list[str], fold: bool):
+    def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-        # Not a submodule: it owns no tensors of its own (meta device); its parameters are net's, squeezed.
-        self.__dict__["template"] = template
-        self._squeeze = frozenset(conv_weights)
-        self.fold = fold and template is not None
-
-    def train(self, mode: bool = True) -> Converted3d:
-        super().train(mode)
-        if self.template is not None:
-            self.template.train(mode)
-        return self
 
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
         if volume.dim() != 5:
             raise ValueError(
                 f"a 3D backbone expects volumes (B, C, N, h, w), got shape {tuple(volume.shape)}"
             )
-        if not self.fold:
-            return self.net(volume)
-        b, c, n, h, w = volume.shape
-        folded = volume.transpose(1, 2).reshape(b * n, c, h, w)
-        tensors = {
-            name: (p.squeeze(2) if name in self._squeeze else p) for name, p in self.net.named_parameters()
-        }
-        tensors.update(self.net.named_buffers())
-        out = functional_call(self.template, tensors, (folded,))
-        return out.reshape(b, n, *out.shape[1:])
+        return self.net(volume)
 
 
 def convert_to_3d(
@@ -503,39 +456,18 @@ def convert_to_3d(
     depth_kernel: DepthKernel = 3,
     pool_depth: bool = False,
     num_patches: int | None = None,
-    fold: bool | Literal["auto"] = "auto",
     rules: Mapping[type[nn.Module], ConversionRule] | None = None,
 ) -> Converted3d:
     """Convert a 2D image classifier (images → logits `(B, K)`) into a 3D one (volumes → logits `(B, N', K)`).
 
-    The input model is not modified. `fold="auto"` uses the folded 2D evaluation whenever it is exact;
-    `fold=True` insists on it (a ConfigError says why it is impossible), `fold=False` never folds.
-    A layer that cannot be converted raises a `ConfigError` naming its dotted path and type. `rules` maps exact
-    layer types to converter rules ``rule(layer_2d, context) -> layer_3d`` (`ConversionContext`); they, and a
-    layer's own ``voldefense_to_3d`` method, take precedence over the built-in rules.
+    The input model is not modified. A layer that cannot be converted raises a `ConfigError` naming its dotted
+    path and type. `rules` maps exact layer types to converter rules ``rule(layer_2d, context) -> layer_3d``
+    (`ConversionContext`); they, and a layer's own ``voldefense_to_3d`` method, take precedence over the built-in
+    rules.
     """
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"convert_to_3d needs an nn.Module, got {type(model).__name__}")
     if not isinstance(pool_depth, bool):
         raise ConfigError(f"pool_depth must be true or false, not {pool_depth!r}")
-    if fold not in (True, False, "auto"):
-        raise ConfigError(f"fold must be true, false or 'auto', not {fold!r}")
     dk, pd = check_depth_kernel(depth_kernel, num_patches)
-    converter = _Converter(dk, pd, pool_depth, rules)
-    net = converter.convert(copy.deepcopy(model), "")
-    if fold is True and not converter.foldable:
-        raise ConfigError(
-            "fold=True needs depth_kernel=1, pool_depth=false and only per-patch layers (no GroupNorm, "
-            "InstanceNorm or custom layers); use fold='auto'"
-        )
-    template = None
-    if converter.foldable and fold is not False:
-        template = copy.deepcopy(model).to("meta")
-        names_2d = {n for n, _ in template.named_parameters()} | {n for n, _ in template.named_buffers()}
-        names_3d = {n for n, _ in net.named_parameters()} | {n for n, _ in net.named_buffers()}
-        if (
-            names_2d != names_3d
-        ):  # a module path changed (custom container): fall back to the exact Conv3d path
-            logger.debug("not folding: 2D and 3D tensor names differ (%s)", sorted(names_2d ^ names_3d)[:3])
-            template = None
-    return Converted3d(net, template, converter.conv_weights, fold=template is not None)
+    return Converted3d(_Converter(dk, pd, pool_depth, rules).convert(copy.deepcopy(model), ""))

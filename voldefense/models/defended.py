@@ -29,6 +29,16 @@ class DefendedClassifier(nn.Module):
     def aggregation(self) -> str:
         return self.aggregate.method
 
+    @property
+    def patches_independent(self) -> bool:
+        """Whether, in eval mode, each patch's logits provably depend on that patch's pixels only.
+
+        Declared by the 3D backbone (`Patchwise`, f run on each patch alone, declares it by construction);
+        a backbone that does not declare it is assumed to mix patches. With it, the volumizer's ranking only
+        permutes independent votes: the premise of the majority-vote certificate (docs/certification.md).
+        """
+        return getattr(self.backbone, "patches_independent", False) is True
+
     def patch_logits(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4:
             raise ValueError(

@@ -5,12 +5,17 @@ Example::
     f = build_model("resnet50", dims=2, num_classes=10, width=0.25)  # (B, 3, 32, 32) -> (B, 10)
     g = build_model("resnet50", dims=3, num_classes=10, width=0.25)  # (B, 3, 4, 16, 16) -> (B, 4, 10)
 
-Options are split: ``depth_kernel``, ``pool_depth``, ``num_patches`` and ``fold`` go to the backbone's 2D→3D
-converter (and are ignored for ``dims=2``, so one options mapping builds both f and g); every other option
-goes
-to the architecture's factory (``width``, ``stem``, ``in_channels``, ``mean``, ``std``, ...). An option
-neither
-accepts is a `ConfigError` naming it.
+Options are split: ``depth_kernel``, ``pool_depth``, ``num_patches`` and ``fold`` shape g (and are ignored for
+``dims=2``, so one options mapping builds both f and g); every other option goes to the architecture's factory
+(``width``, ``stem``, ``in_channels``, ``mean``, ``std``, ...). An option neither accepts is a `ConfigError`
+naming it.
+
+With ``depth_kernel=1`` and ``pool_depth=False``, g is f applied to each patch alone: it is built as
+`Patchwise(f)` — the patches folded into the batch, f run as it is, no conversion — so any 2D classifier works
+(LayerNorm, attention, ...). ``fold`` chooses: ``"auto"`` (default) and ``True`` take that path (``True``
+insists: any other depth kernel or depth pooling is a `ConfigError`), ``False`` converts f's layers to the
+Conv3d network instead. Every other g comes from the backbone's 2D→3D converter, passed ``depth_kernel``,
+``pool_depth`` and ``num_patches``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any)
     """Build backbone `name` from the registry: f for ``dims=2``, its 3D counterpart for ``dims=3``.
 
     `name` may also be an import path ``"package.module:function"`` of a user's own 2D model (see
-    `voldefense.models.user`); its options are the function's arguments, and g is its generic conversion.
+    `voldefense.models.user`); its options are the function's arguments, and g is f run on each patch (depth
+    kernel 1) or its generic conversion.
 
     A 2D model maps images `(B, C, H, W)` in [0, 1] to logits `(B, K)`; a 3D model maps volumes
     `(B, C, N, h, w)` to per-patch logits `(B, N', K)` (N' = N unless ``pool_depth``).
@@ -55,6 +61,11 @@ def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any)
         converter = spec.converter
     if dims == 2:
         return model
+    if _runs_per_patch(converter_options):
+        from voldefense.models.patchwise import Patchwise
+
+        return Patchwise(model)
+    converter_options.pop("fold", None)
     if converter is None:
         from voldefense.models.convert import convert_to_3d
 
@@ -62,3 +73,20 @@ def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any)
     return build_with_options(
         functools.partial(converter, model), converter_options, what=f"the 3D converter of backbone {name!r}"
     )
+
+
+def _runs_per_patch(options: dict[str, Any]) -> bool:
+    """Whether g is f on each patch (no conversion): depth kernel 1, no depth pooling, `fold` not false."""
+    fold = options.get("fold", "auto")
+    if not (fold is True or fold is False or fold == "auto"):
+        raise ConfigError(f"fold must be true, false or 'auto', not {fold!r}")
+    depth_kernel = options.get("depth_kernel")
+    per_patch = (
+        type(depth_kernel) is int and depth_kernel == 1 and options.get("pool_depth", False) is False
+    )
+    if fold is True and not per_patch:
+        raise ConfigError(
+            "fold=True runs f on each patch, which needs depth_kernel=1 and pool_depth=false (got "
+            f"depth_kernel={depth_kernel!r}, pool_depth={options.get('pool_depth', False)!r}); use fold='auto'"
+        )
+    return per_patch and fold is not False

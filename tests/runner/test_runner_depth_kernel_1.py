@@ -1,0 +1,66 @@
+"""`depth_kernel: 1` through the YAML runner: any 2D classifier as g — a ConvNeXt-style network and a tiny ViT
+registered as backbone plugins, and the four built-ins — trained, attacked and certified."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tiny_quickstart import QUICKSTART
+
+from voldefense.config import load_config
+from voldefense.runner import run
+
+TINY = [
+    "data.options={train_size: 32, test_size: 16}",
+    "data.val_size=8",
+    "training.models=[g]",
+    "training.epochs=1",
+    "training.batch_size=16",
+    "syllabus.enabled=false",
+    "model.options={}",
+    "model.width=0.0625",
+    "model.depth_kernel=1",
+    "model.aggregation=majority_vote",
+    "attacks=[{name: patch_pgd, sizes: [0.0625], images: 4, options: {steps: 1}}]",
+    "evaluation.convergence_check=false",
+    "output.plots=false",
+]
+
+
+def _run_g(backbone, tmp_path, *extra):
+    config = load_config(QUICKSTART, [*TINY, f"model.backbone={backbone}", *extra])
+    paths = run(config, tmp_path / backbone, device="cpu")
+    return json.loads(paths.results.read_text())["models"]["g"]
+
+
+@pytest.mark.parametrize("backbone", ["user_convnext", "user_vit"])
+def test_user_networks_run_as_g_and_are_certified(user_backbones, tmp_path, backbone):
+    g = _run_g(backbone, tmp_path)
+    assert 0.0 <= g["certified"]["0.0625"]["accuracy"] <= 1.0
+    assert g["certified"]["0.0625"]["images"] > 0
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "inception_v3", "efficientnet_b0"])
+def test_builtins_run_as_g_at_depth_kernel_1(fresh_registry, tmp_path, backbone):
+    g = _run_g(backbone, tmp_path)
+    assert g["certified"]["0.0625"]["images"] > 0
+
+
+def test_conv3d_path_is_asked_for_explicitly_and_not_certified(tmp_path, fresh_registry):
+    g = _run_g("resnet50", tmp_path, "model.fold=false")
+    assert "certified" not in g
+    assert "not provably independent" in g["certified_note"] and "\n" not in g["certified_note"]
+
+
+def test_checkpoint_digest_changes_only_where_fold_shapes_g():
+    from voldefense.runner import _signature
+
+    def digest(kind, *sets):
+        return _signature(load_config(QUICKSTART, list(sets)), kind)
+
+    # depth kernel 3: g is the Conv3d network whatever `fold` says; f never depends on it
+    assert digest("g", "model.fold=false") == digest("g")
+    assert digest("f", "model.depth_kernel=1", "model.fold=false") == digest("f", "model.depth_kernel=1")
+    # depth kernel 1: f per patch (2D parameters) and the Conv3d path are different models
+    assert digest("g", "model.depth_kernel=1", "model.fold=false") != digest("g", "model.depth_kernel=1")
