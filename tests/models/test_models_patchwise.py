@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from user_networks import FACTORIES
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, UsageError
 from voldefense.evaluation.certify import certify_defended, certify_majority_vote, majority_vote_refusal
 from voldefense.models.convert import Converted3d, convert_to_3d
 from voldefense.models.defended import DefendedClassifier
@@ -148,7 +148,7 @@ def test_certification_is_offered_by_the_built_model_only_where_patches_are_inde
     )
     for model, reason in [(conv3d, "not provably independent"), (g("mean_logits", depth_kernel=1), "mean_logits")]:
         assert reason in majority_vote_refusal(model)
-        with pytest.raises(ConfigError, match=reason) as err:
+        with pytest.raises(UsageError, match=reason) as err:
             certify_defended(model, images, labels, [1])
         assert "\n" not in str(err.value)
     assert "not a volumized classifier" in majority_vote_refusal(nn.Linear(2, 2))

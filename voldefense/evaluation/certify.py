@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ConfigError, UsageError
 
 TieRule = Literal["conservative", "lowest_index"]
 
@@ -199,12 +199,12 @@ def certify_defended(
     """Per square side in pixels, ``(B,)`` bool: g is correct on the image and certified against every
     adversarial square of that side (`certify_majority_vote` on g's per-patch logits, in eval mode).
 
-    `model` is a `DefendedClassifier`; one that the certificate does not cover is a `ConfigError` saying why
+    `model` is a `DefendedClassifier`; one that the certificate does not cover is a `UsageError` saying why
     (`majority_vote_refusal`). Its train/eval mode is restored afterwards.
     """
     reason = majority_vote_refusal(model)
     if reason:
-        raise ConfigError(f"majority-vote certification is not defined for this model: {reason}")
+        raise UsageError(f"majority-vote certification is not defined for this model: {reason}")
     device = next(model.parameters()).device
     training = model.training
     model.eval()

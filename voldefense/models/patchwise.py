@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from voldefense.errors import ArgumentTypeError, TensorError, UsageError
+
 
 class Patchwise(nn.Module):
     """Volumes `(B, C, N, h, w)` → per-patch logits `(B, N, K)`: the 2D network `net` on each patch.
@@ -35,20 +37,20 @@ class Patchwise(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         if not isinstance(net, nn.Module):
-            raise TypeError(f"Patchwise needs the 2D network as an nn.Module, got {type(net).__name__}")
+            raise ArgumentTypeError(f"Patchwise needs the 2D network as an nn.Module, got {type(net).__name__}")
         self.net = net
         self.register_load_state_dict_pre_hook(_squeeze_one_deep_kernels)
 
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
         if volume.dim() != 5:
-            raise ValueError(
+            raise TensorError(
                 f"a 3D backbone expects volumes (B, C, N, h, w), got shape {tuple(volume.shape)}"
             )
         b, c, n, h, w = volume.shape
         logits = self.net(volume.transpose(1, 2).reshape(b * n, c, h, w))
         if not isinstance(logits, torch.Tensor) or logits.dim() < 2 or logits.shape[0] != b * n:
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(
+            raise UsageError(
                 f"the 2D network run on each patch must return logits (B, K), got {got}; make its forward "
                 "return one tensor of logits"
             )
