@@ -276,9 +276,9 @@ def _signature(config: Config, kind: str, variant: Any = None) -> str:
 
 
 def _model_signature_fields(config: Config, kind: str) -> dict[str, Any]:
-    """The model section as digested: `fold` (added later) only where it shapes g — at depth kernel 1 without
-    depth pooling g is f run per patch, with 2D-shaped parameters, so checkpoints of earlier runs' Conv3d g are
-    refused there — and elsewhere left out, so other runs' digests stay those of runs made before it."""
+    """The model section as digested: `fold` only where it shapes g — at depth kernel 1 without depth pooling,
+    where g is f run per patch (2D-shaped parameters) or, with `fold: false`, the Conv3d network — and left out
+    elsewhere, where it changes nothing (f, baselines, depth kernels above 1, depth pooling)."""
     model = config_to_dict(config)["model"]
     per_patch = model["depth_kernel"] == 1 and not model["pool_depth"]
     if kind not in ("g", "ablation") or not per_patch:

@@ -63,7 +63,7 @@ def test_spread_rule_is_f_on_a_volume_of_one_repeated_patch():
 
 def test_inflation_and_fine_tuning_update_the_cross_patch_weights():
     f = perturb_weights(tiny_cnn(3, width=4), 0.1)
-    g3d = inflate_into(convert_to_3d(tiny_cnn(3, width=4), depth_kernel=3, fold=False), f).train()
+    g3d = inflate_into(convert_to_3d(tiny_cnn(3, width=4), depth_kernel=3), f).train()
     volume = torch.rand(2, 3, 4, 16, 16)
     g3d(volume).sum().backward()
     grad = g3d.net[0].weight.grad

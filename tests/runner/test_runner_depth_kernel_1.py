@@ -1,5 +1,5 @@
 """`depth_kernel: 1` through the YAML runner: any 2D classifier as g — a ConvNeXt-style network and a tiny ViT
-registered as backbone plugins, and the four built-ins — trained, attacked and certified."""
+given by import path (`model.factory`), and the four built-ins — trained, attacked and certified."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ TINY = [
     "training.epochs=1",
     "training.batch_size=16",
     "syllabus.enabled=false",
-    "model.options={}",
-    "model.width=0.0625",
     "model.depth_kernel=1",
     "model.aggregation=majority_vote",
     "attacks=[{name: patch_pgd, sizes: [0.0625], images: 4, options: {steps: 1}}]",
@@ -29,14 +27,20 @@ TINY = [
 
 
 def _run_g(backbone, tmp_path, *extra):
-    config = load_config(QUICKSTART, [*TINY, f"model.backbone={backbone}", *extra])
-    paths = run(config, tmp_path / backbone, device="cpu")
+    """g of a tiny run: a built-in `backbone` at 1/16 width, or a user's network when it is an import path."""
+    model = (
+        [f"model.factory={backbone}", "model.options={width: 0.0625}", "model.width=1.0"]
+        if ":" in backbone
+        else [f"model.backbone={backbone}", "model.options={}", "model.width=0.0625"]
+    )
+    config = load_config(QUICKSTART, [*TINY, *model, *extra])
+    paths = run(config, tmp_path / backbone.replace(":", "_"), device="cpu")
     return json.loads(paths.results.read_text())["models"]["g"]
 
 
-@pytest.mark.parametrize("backbone", ["user_convnext", "user_vit"])
-def test_user_networks_run_as_g_and_are_certified(user_backbones, tmp_path, backbone):
-    g = _run_g(backbone, tmp_path)
+@pytest.mark.parametrize("factory", ["user_networks:convnext", "user_networks:vit"])
+def test_user_networks_run_as_g_and_are_certified(tmp_path, factory):
+    g = _run_g(factory, tmp_path)
     assert 0.0 <= g["certified"]["0.0625"]["accuracy"] <= 1.0
     assert g["certified"]["0.0625"]["images"] > 0
 
