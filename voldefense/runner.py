@@ -946,6 +946,7 @@ def _certify_target(
     areas = certify_areas(config, registry)
     sides = {area: square_side_for_area(area, height, width) for area in areas}
     per_side = target.certify(images, labels, sorted(set(sides.values()))) if areas else {}
+    # A certifier leaves out the sides it cannot certify (PatchCleanser's mask set covers one patch size).
     return {
         f"{area:g}": {
             "area": area,
@@ -954,11 +955,13 @@ def _certify_target(
             "accuracy": certified_accuracy(per_side[side]),
         }
         for area, side in sides.items()
+        if side in per_side
     }
 
 
 def check_against_data(config: Config, data: RunData, registry: Any) -> None:
     """Rules that need the data (image size), checked before anything is trained."""
+    _check_defenses_against_data(config, data, registry)
     _, height, width = data.image_shape
     for i, attack in enumerate(config.attacks):
         # Declared on the spec (`AttackSpec.max_image_pixels`), e.g. pixel_exhaustive's 8 x H x W queries.
@@ -968,6 +971,34 @@ def check_against_data(config: Config, data: RunData, registry: Any) -> None:
                 f"attacks[{i}]: {attack.name} is for images up to {limit} pixels and these are "
                 f"{height}x{width}; remove it, or raise attacks[{i}].options.max_pixels to run it anyway"
             )
+
+
+def _check_defenses_against_data(config: Config, data: RunData, registry: Any) -> None:
+    """Defenses with a `check_image_shape(image_shape)` (PatchCleanser's mask set, the LGS window) refuse
+    configurations they cannot serve for these images here, before f is trained."""
+    from voldefense.config.load import defense_label
+
+    for i, entry in enumerate(config.defenses):
+        defense = registry.get("defense", entry.name).build(**entry.options)
+        check = getattr(defense, "check_image_shape", None)
+        if check is not None:
+            try:
+                check(tuple(data.image_shape))
+            except ConfigError as err:
+                raise ConfigError(f"defenses[{i}] ({defense_label(entry)}): {err}") from None
+
+
+@contextlib.contextmanager
+def _counting_passes(model: nn.Module, entry: dict[str, Any]) -> Iterator[None]:
+    """For a model that counts its classifier calls (PatchCleanser), record in `entry` the mean forward passes
+    per image it made inside the block (the report shows them with the inference time)."""
+    reset = getattr(model, "reset_pass_count", None)
+    if reset is not None:
+        reset()
+    yield
+    passes = getattr(model, "passes_per_image", None) if reset is not None else None
+    if passes is not None:
+        entry["forward_passes_per_image"] = passes
 
 
 def evaluate_models(
@@ -998,7 +1029,7 @@ def evaluate_models(
     for name, target in targets.items():
         target.model.to(device).eval()
         entry = results["models"][name]
-        with _seeded(config.training.seed, device):
+        with _seeded(config.training.seed, device), _counting_passes(target.model, entry):
             accuracy, ms = _clean_pass(
                 target.model, clean_images, clean_labels, config.training.eval_batch_size, device
             )

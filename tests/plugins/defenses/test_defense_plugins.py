@@ -23,7 +23,14 @@ def defense_names() -> list[str]:
 
 
 def test_builtins_are_registered() -> None:
-    builtin = {"median_filter", "derandomized_smoothing", "adversarial_training"}
+    builtin = {
+        "median_filter",
+        "derandomized_smoothing",
+        "adversarial_training",
+        "local_gradient_smoothing",
+        "digital_watermarking",
+        "patch_cleanser",
+    }
     assert set(defense_names()) >= builtin
     assert set(MODULES) == builtin  # one module per defense, named after it
 
