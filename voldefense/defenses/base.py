@@ -15,7 +15,8 @@ and gets a `DefendedModel`:
   is the worst case over its views.
 - ``defended.certify(images, labels, square_sides)``: where the defense gives a certificate, a dict from each
   square patch side (pixels) to a per-image bool tensor "correct and certified against every square patch of
-  that side"; ``None`` for defenses without one (``defended.certifiable`` says which).
+  that side"; ``None`` for defenses without one (``defended.certifiable`` says which). Sides the defense cannot
+  certify at all (beyond PatchCleanser's mask set) are left out of the dict.
 - ``defended.train_seconds`` and ``defended.info`` (JSON-serialisable facts for the report).
 
 ``make_model(in_channels)`` builds a fresh, untrained copy of the run's undefended architecture f taking that
@@ -115,8 +116,8 @@ class DefendedModel:
     def certify(
         self, images: torch.Tensor, labels: torch.Tensor, square_sides: Sequence[int]
     ) -> dict[int, torch.Tensor] | None:
-        """Per square side (pixels), a ``(B,)`` bool tensor: prediction correct *and* certified; None if the
-        defense has no certificate. Convert area fractions with
+        """Per square side (pixels), a ``(B,)`` bool tensor: prediction correct *and* certified (sides it cannot
+        certify are left out); None if the defense has no certificate. Convert area fractions with
         `voldefense.evaluation.certify.square_side_for_area`.
         """
         if self.certifier is None:
