@@ -120,12 +120,20 @@ def test_compare_configs_load_and_take_the_data_path_as_a_setting(name, fake_cif
     config = load_config(CONFIGS / name, [path], registry=fresh_registry)
     assert config.data.name == "npz" and "{split}" in config.data.options["path"]
     assert set(config.ablations) == {"identity_order", "random_order", "no_pal", "no_curriculum"}
-    assert {d.name for d in config.defenses} == {"median_filter", "derandomized_smoothing", "adversarial_training"}
+    assert {d.name for d in config.defenses} == {
+        "median_filter",
+        "derandomized_smoothing",
+        "adversarial_training",
+        "local_gradient_smoothing",
+        "digital_watermarking",
+        "patch_cleanser",
+    }
     assert config.training.models == ["f", "g"] and config.evaluation.convergence_check
-    from voldefense.runner import load_data
+    from voldefense.runner import check_against_data, load_data
 
     data = load_data(config)  # the fake files are read through the config's own path setting
     assert data.image_shape == (3, 32, 32) and len(data.train) == 40
+    check_against_data(config, data, fresh_registry)  # every PatchCleanser mask set certifies its patch area
 
 
 def test_the_cpu_config_points_at_the_shared_cifar_arrays(fresh_registry):
