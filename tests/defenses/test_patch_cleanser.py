@@ -115,18 +115,24 @@ def colour_task(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return x.clamp(0, 1), y
 
 
-def test_certificate_sound_against_exhaustive_patch_search() -> None:
-    """A tiny CNN trained on double-masked images. Every correctly classified test image is attacked with a 3x3
-    patch at every location, painted in each other class's pure colour (the strongest content for this task:
-    it raises that class's channel and lowers the others). No certified image may be flipped; some uncertified
-    one must be (else the search could not tell a sound certificate from an unsound one)."""
-    size, side = 12, 3
-    x, y = colour_task(384, size, seed=0)
+@pytest.fixture(scope="module")
+def trained():
+    """PatchCleanser (9 masks, 3-px patches on 12x12 images) around a tiny CNN trained on double-masked images."""
+    x, y = colour_task(384, 12, seed=0)
     torch.manual_seed(0)
-    defense = PatchCleanserDefense(patch_area=side * side / (size * size), masks_per_axis=3, train_on_masked=True)
-    defended = defense.fit(
+    defense = PatchCleanserDefense(patch_area=9 / 144, masks_per_axis=3, train_on_masked=True)
+    return defense.fit(
         lambda c: tiny_cnn(3, in_channels=c), x, y, TrainBudget(epochs=4, batch_size=32, lr=1e-2, seed=0)
     )
+
+
+def test_certificate_sound_against_exhaustive_patch_search(trained) -> None:
+    """Every correctly classified test image is attacked with a 3x3 patch at every location, painted in each
+    other class's pure colour (the strongest content for this task: it raises that class's channel and lowers
+    the others). No certified image may be flipped; some uncertified one must be (else the search could not tell
+    a sound certificate from an unsound one)."""
+    size, side = 12, 3
+    defended = trained
     cleanser = defended.model
     cleanser.max_batch = 8192
     xt, yt = colour_task(48, size, seed=1)
@@ -145,6 +151,21 @@ def test_certificate_sound_against_exhaustive_patch_search() -> None:
         robust[i] &= bool((cleanser.predict(torch.stack(advs)) == yt[i]).all())
     assert not (cert & ~robust).any(), "a certified image was flipped"
     assert (clean & ~robust).any(), "the search never succeeded: it cannot tell a sound certificate from a bad one"
+
+
+def test_certified_images_survive_the_patch_pgd_plugin(trained) -> None:
+    """Our adaptive patch attack (`patch_pgd` with a location search, through the `soft_masks` view) never flips
+    a certified image."""
+    from voldefense.registry import get_registry
+
+    cleanser = trained.model
+    xt, yt = colour_task(48, 12, seed=1)
+    cert = trained.certify(xt, yt, [3])[3]
+    attack = get_registry().get("attack", "patch_pgd").build(steps=20, location="search", candidates=4)
+    result = attack.run(trained.model_for_attack("soft_masks"), xt, yt, 9 / 144, seed=0)
+    assert all(side == [3, 3] for side in result.extra["patch_size"])
+    flipped = cleanser.predict(result.adversarial) != yt
+    assert cert.any() and not (cert & flipped).any(), "a certified image was flipped"
 
 
 def test_soft_view_is_straight_through_and_sides_beyond_the_mask_set_are_left_out() -> None:
