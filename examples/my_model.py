@@ -30,6 +30,11 @@ class Normalize(nn.Module):
         shape = (-1,) + (1,) * (x.dim() - 2)  # (C, 1, 1) for images, (C, 1, 1, 1) for volumes
         return (x - self.mean.view(shape)) / self.std.view(shape)
 
+    def voldefense_to_3d(self, context: object) -> nn.Module:
+        """A converter rule (docs/plugins.md, "Converter rules"): this layer already works on volumes, so g keeps
+        it as it is. Without it voldefense keeps the layer too, with a warning that it must work on volumes."""
+        return self
+
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1):
