@@ -74,7 +74,7 @@ def load_split(data_dir: Path, split: str, count: int | None = None) -> tuple[to
 
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flips and translations by up to 2 pixels (reflect padding), on a uint8 batch."""
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     padded = nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect")
     dr, dc = torch.randint(0, 5, (2,), generator=generator).tolist()  # one shift per batch: cheap, enough here
@@ -82,13 +82,22 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train(
-    data_dir: Path, *, width: int, epochs: float, seconds: float, seed: int, batch_size: int = 128
+    data_dir: Path,
+    *,
+    width: int,
+    epochs: float,
+    seconds: float,
+    seed: int,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train `bench_cnn(width)` for `epochs` over the training split or until `seconds` have passed."""
+    """Train `bench_cnn(width)` on `device` for `epochs` over the training split or until `seconds` have passed
+    (the random draws stay on the CPU, so a seed gives the same batches everywhere)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x, y = load_split(data_dir, "train")
-    model = bench_cnn(width)
+    x, y = x.to(device), y.to(device)
+    model = bench_cnn(width).to(device)
     steps = max(1, int(epochs * x.shape[0] / batch_size))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     model.train()
@@ -103,7 +112,7 @@ def train(
                 break
             for group in opt.param_groups:
                 group["lr"] = 0.1 * min(progress / 0.1, (1.0 - progress) / 0.9)
-            idx = order[i : i + batch_size]
+            idx = order[i : i + batch_size].to(device)
             loss = nn.functional.cross_entropy(model(_augment(x[idx], generator)), y[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -111,14 +120,22 @@ def train(
             step, seen = step + 1, seen + batch_size
             if step % 100 == 0:
                 logger.info("training: step %d, %.0f%% done, loss %.3f", step, 100 * progress, float(loss))
-    model.eval()
+    model.cpu().eval()
     info = {"width": width, "steps": step, "images_seen": seen, "epochs": seen / x.shape[0],
             "train_seconds": time.perf_counter() - start, "seed": seed}
     return model, info
 
 
 def load_or_train(
-    checkpoint: Path | None, cache_dir: Path, data_dir: Path, *, width: int, epochs: float, seconds: float, seed: int
+    checkpoint: Path | None,
+    cache_dir: Path,
+    data_dir: Path,
+    *,
+    width: int,
+    epochs: float,
+    seconds: float,
+    seed: int,
+    device: torch.device | str = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model to attack and facts about it (where it came from, how it was trained)."""
     if checkpoint is not None:
@@ -129,7 +146,7 @@ def load_or_train(
     if path.exists():
         logger.info("model: cached %s", path)
         return _load(path), {"source": str(path), **torch.load(path, weights_only=True)["info"]}
-    model, info = train(data_dir, width=width, epochs=epochs, seconds=seconds, seed=seed)
+    model, info = train(data_dir, width=width, epochs=epochs, seconds=seconds, seed=seed, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": "bench_cnn", "info": info, "state_dict": model.state_dict()}, path)
     logger.info("model: trained in %.0f s, cached at %s", info["train_seconds"], path)

@@ -71,12 +71,13 @@ def plot_success_against_queries(rows: Sequence[dict[str, Any]], path: Path, tit
             if row.get("size") != size or "images" not in row:
                 continue
             curve = success_curve(row["images"], grid)
-            axis.step(grid, curve, where="post", label=f"{row['label']} ({row['s_per_image']:.3g} s/img)")
+            label = f"{row['label']}: n={row['attacked']}, {row['s_per_image']:.3g} s/img"
+            axis.step(grid, curve, where="post", label=label)
         axis.set_xscale("log")
         axis.set_xlabel("queries per image (model evaluations)")
         axis.set_title(f"N = {int(size)} pixel{'s' if size != 1 else ''}")
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7, loc="upper left")
+        axis.legend(fontsize=6.5, loc="best", framealpha=0.6)
     axes[0][0].set_ylabel("attack success rate (clean-correct images)")
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()

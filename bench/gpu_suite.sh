@@ -10,6 +10,6 @@ python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is
 timeout 100 python bench/models.py --width 0.5 --batch 128 --json "$out/models.json" 2>&1 | tee "$out/models.log"
 timeout 80 python bench/volumize.py --json "$out/volumize.json" 2>&1 | tee "$out/volumize.log"
 cifar_args=()
-[ -n "$cifar" ] && cifar_args=(--cifar --data-dir "$cifar" --train-images 10000 --epochs 5)
-timeout 120 python bench/attacks.py --images 32 --pixels 1,10,40 --art-max-iter 5 "${cifar_args[@]}" \
-  --json "$out/attacks.json" 2>&1 | tee "$out/attacks.log"
+[ -n "$cifar" ] && cifar_args=(--cifar --data-dir "$cifar" --epochs 10 --train-seconds 60 --cache-dir "$out/models")
+timeout 240 python bench/attacks.py --images 32 --pixels 1,3,10 --art-max-iter 10 "${cifar_args[@]}" \
+  --plot "$out/pixel_attacks_queries.png" --json "$out/attacks.json" 2>&1 | tee "$out/attacks.log"

@@ -171,7 +171,7 @@ class PixelSearch:
 
     def __init__(
         self,
-        max_queries: int = 2000,
+        max_queries: int = 1000,
         probe_block: int = 4,
         sweep: float | None = None,
         pool: int = 64,
@@ -398,7 +398,7 @@ class PixelSearchGradient(PixelSearch):
 
     def __init__(
         self,
-        max_queries: int = 2000,
+        max_queries: int = 1000,
         pool: int = 64,
         focus: float = 0.5,
         proposals: int = 4,
