@@ -91,12 +91,15 @@ def test_load_classifier_names_the_models_of_the_run(trained_run, tmp_path):
         voldefense.load_model(tmp_path, "g")
 
 
-def test_g_init_from_a_weights_file_makes_g_start_as_f_on_each_patch(tmp_path):
-    from voldefense.testing import tiny_cnn
+@pytest.mark.parametrize("depth_kernel", [1, 3])  # 1: g is Patchwise(f), no conversion; 3: the Conv3d network
+def test_g_init_from_a_weights_file_makes_g_start_as_f_on_each_patch(tmp_path, depth_kernel):
+    from voldefense.testing import perturb_weights, tiny_cnn
 
-    f = tiny_cnn(10, width=4)
+    f = perturb_weights(tiny_cnn(10, width=4))
     torch.save(f.state_dict(), tmp_path / "f.pt")
-    config = load_config(_config(tmp_path, training={"models": ["g"], "g_init": str(tmp_path / "f.pt")}))
+    model = {"depth_kernel": depth_kernel}
+    training = {"models": ["g"], "g_init": str(tmp_path / "f.pt")}
+    config = load_config(_config(tmp_path, model=model, training=training))
     data = load_data(config)
     plans = build_models(config, data)
     prepare_own_models(plans, config, data.image_shape, data.num_classes)
