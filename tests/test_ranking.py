@@ -125,3 +125,33 @@ def test_metric_with_wrong_output_shape_is_a_plugin_error():
     spec = MetricSpec(name="broken", factory=factory, description="returns a scalar")
     with pytest.raises(PluginError, match="broken"):
         rank_groups(groups(), spec)
+
+
+def test_an_injected_registry_is_never_bypassed(monkeypatch):
+    """Metric names (the ranking metric and the "auto" reference's entropy) are looked up in the registry passed
+    in; the process-wide registry is not consulted, so a plugin registered only there is found."""
+    from voldefense.hookspecs import hookimpl
+    from voldefense.registry import Registry
+    from voldefense.volumizer import Volumizer
+
+    def l1(x, reference=None):
+        return (x - reference).abs().flatten(1).mean(1)
+
+    class Only:
+        @hookimpl
+        def voldefense_metrics(self):
+            yield MetricSpec(name="only_here", factory=lambda: l1, description="a distance", distance=True)
+
+    registry = Registry(load_entry_points=False)
+    registry.register(Only(), origin="test")
+
+    def unreachable(strict):
+        raise AssertionError("the process-wide registry was used although one was injected")
+
+    monkeypatch.setattr("voldefense.registry._cached_registry", unreachable)
+    samples = torch.rand(2, 4, 3, 4, 4)
+    perm, scores = rank_groups(samples, "only_here", registry=registry)
+    assert perm.shape == scores.shape == (2, 4)
+    volumizer = Volumizer(patch_size=4, metric="only_here", registry=registry)
+    assert volumizer.entropy_spec is registry.get("metric", "entropy")
+    assert volumizer(torch.rand(1, 3, 8, 8)).shape == (1, 3, 4, 4, 4)

@@ -94,6 +94,29 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], *, p
         ) from None
 
 
+def load_into(module: torch.nn.Module, state: dict[str, Any], path: str | Path, signature: str = "") -> None:
+    """Load a checkpoint's weights into `module` after checking they were written for the same configuration
+    (`signature`, a digest of the architecture; empty: not checked)."""
+    if signature and state.get("signature") != signature:
+        raise CheckpointError(
+            f"checkpoint {path} was written for a different model configuration; use the run's own config.yaml "
+            "or start a new run"
+        )
+    load_weights(module, state["model"], path=path)
+
+
+def load_finished(path: str | Path, signature: str, module: torch.nn.Module) -> list[dict[str, Any]] | None:
+    """The weights of a finished training loaded into `module`, returning its per-epoch history; None when there
+    is no checkpoint or its training is unfinished."""
+    if not Path(path).is_file():
+        return None
+    state = load_checkpoint(path)
+    if not state.get("complete"):
+        return None
+    load_into(module, state, path, signature)
+    return list(state.get("history", []))
+
+
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop touches, as tensors and plain values (``weights_only``-loadable)."""
     np_state = np.random.get_state()

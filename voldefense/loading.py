@@ -17,27 +17,27 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from voldefense.errors import ConfigError
+from voldefense.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from voldefense.estimator import VolumizedClassifier
 
 
-def _plans(run_dir: Path, registry: Any) -> tuple[Any, dict[str, Any], Any]:
+def _networks(run_dir: Path, registry: Any) -> tuple[Any, dict[str, Any], Any]:
     from voldefense.config.load import check_config, parse_config, read_yaml
-    from voldefense.runner import RunPaths, build_models, load_data
+    from voldefense.run.contenders import Network, build_contenders
+    from voldefense.run.data import load_data
+    from voldefense.run.paths import RunPaths
+    from voldefense.run.resolve import resolve
 
     paths = RunPaths(run_dir)
     if not paths.config.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml); give the --out folder of a finished run")
     config = parse_config(read_yaml(paths.config))
-    if registry is None:
-        from voldefense.registry import get_registry
-
-        registry = get_registry()
     check_config(config, registry=registry)
     data = load_data(config)
-    return paths, build_models(config, data, registry), data
+    contenders = build_contenders(resolve(config, registry), data)
+    return paths, {name: c for name, c in contenders.items() if isinstance(c, Network)}, data
 
 
 def load_model(run_dir: str | Path, model: str = "g", *, registry: Any = None) -> nn.Module:
@@ -47,13 +47,19 @@ def load_model(run_dir: str | Path, model: str = "g", *, registry: Any = None) -
 
 
 def _load(run_dir: Path, model: str, registry: Any) -> tuple[nn.Module, Any]:
-    from voldefense.runner import load_trained
+    from voldefense.checkpoint import load_finished
 
-    paths, plans, data = _plans(run_dir, registry)
-    if model not in plans:
-        raise ConfigError(f"model {model!r} is not a model of the run in {run_dir} (models: {', '.join(plans)})")
-    load_trained(plans[model], paths)
-    return plans[model].model.eval(), data
+    paths, networks, data = _networks(run_dir, registry)
+    if model not in networks:
+        raise ConfigError(f"model {model!r} is not a model of the run in {run_dir} (models: {', '.join(networks)})")
+    network = networks[model]
+    checkpoint = paths.checkpoint(model)
+    if load_finished(checkpoint, network.signature, network.model) is None:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} is missing or from an unfinished training; finish it with "
+            f"voldefense run {paths.config} --out {paths.root} --resume"
+        )
+    return network.model.eval(), data
 
 
 def load_classifier(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from voldefense.jsonio import as_float
+from voldefense.results import RunResults
 
 logger = logging.getLogger(__name__)
 
@@ -36,34 +37,30 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
-def robustness_plot(results: dict[str, Any], unit: str, path: Path) -> Path | None:
+def robustness_plot(results: RunResults, unit: str, path: Path) -> Path | None:
     """Attacked accuracy vs budget for every attack measured in `unit` ("pixels" or "area"); None if none.
 
     One panel per attack and one for the worst case over attacks, one line per model in each, so the legend
     stays readable with ablations and baselines in the run."""
-    rows = [r for r in results.get("rows", []) if r["size_unit"] == unit]
+    rows = [r for r in results.rows if r.size_unit == unit]
     if not rows:
         return None
-    labels = [label for label in results["attacks"] if any(r["attack"] == label for r in rows)]
-    worst_cells = [c for c in results.get("worst_case", []) if c["size_unit"] == unit and len(c["attacks"]) > 1]
+    labels = [label for label in results.attacks if any(r.attack == label for r in rows)]
+    worst_cells = [c for c in results.worst_case if c.size_unit == unit and len(c.attacks) > 1]
     panels: list[tuple[str, list[tuple[str, list[tuple[float, float]]]]]] = []
     for label in labels:
         lines = [
             (
                 model,
-                sorted(
-                    (float(r["size"]), r["attacked_accuracy"])
-                    for r in rows
-                    if r["model"] == model and r["attack"] == label
-                ),
+                sorted((float(r.size), r.attacked_accuracy) for r in rows if r.model == model and r.attack == label),
             )
-            for model in results["models"]
+            for model in results.models
         ]
         panels.append((f"{label}", [(m, pts) for m, pts in lines if pts]))
     if worst_cells:
         lines = [
-            (model, sorted((float(c["size"]), c["robust_accuracy"]) for c in worst_cells if c["model"] == model))
-            for model in results["models"]
+            (model, sorted((float(c.size), c.robust_accuracy) for c in worst_cells if c.model == model))
+            for model in results.models
         ]
         panels.append(("worst case over attacks", [(m, pts) for m, pts in lines if pts]))
     figure, axes = _figure(len(panels))
@@ -110,7 +107,7 @@ def training_plot(metrics: Sequence[dict[str, Any]], path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def write_plots(results: dict[str, Any], metrics: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
+def write_plots(results: RunResults, metrics: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
     """Write every plot the data allows into `folder`; returns the files written."""
     written = [
         robustness_plot(results, "pixels", folder / "robustness_pixels.png"),

@@ -55,11 +55,13 @@ def check_reference(reference: object) -> Reference:
 
 
 def resolve_metric(
-    metric: MetricSpec | str, metric_options: Mapping[str, Any] | None = None
+    metric: MetricSpec | str, metric_options: Mapping[str, Any] | None = None, *, registry: Any = None
 ) -> tuple[MetricSpec, MetricFn]:
-    """The metric's spec and the built metric; unknown names and options raise one-line `VoldefenseError`s."""
+    """The metric's spec and the built metric; unknown names and options raise one-line `VoldefenseError`s.
+
+    A name is looked up in `registry` when one is given (the process-wide registry only when none is)."""
     if isinstance(metric, str):
-        spec = get_registry().get("metric", metric)
+        spec = (registry if registry is not None else get_registry()).get("metric", metric)
     elif isinstance(metric, MetricSpec):
         spec = metric
     else:
@@ -90,9 +92,12 @@ def _entropy_options(metric_options: Mapping[str, Any] | None) -> dict[str, Any]
     return {}
 
 
-def reference_entropy(metric_options: Mapping[str, Any] | None = None) -> MetricFn:
-    """The built entropy metric that picks the ``"auto"`` reference (same `bins` as the ranking metric)."""
-    return resolve_metric("entropy", _entropy_options(metric_options))[1]
+def reference_entropy(
+    metric_options: Mapping[str, Any] | None = None, *, entropy: MetricSpec | str = "entropy", registry: Any = None
+) -> MetricFn:
+    """The built entropy metric that picks the ``"auto"`` reference (same `bins` as the ranking metric);
+    `entropy` is its spec (or name, looked up in `registry`)."""
+    return resolve_metric(entropy, _entropy_options(metric_options), registry=registry)[1]
 
 
 def reference_entropy_surrogate(metric_options: Mapping[str, Any] | None = None) -> MetricFn:
@@ -208,16 +213,20 @@ def rank_groups(
     reference: Reference = "auto",
     order: Order = "ascending",
     metric_options: Mapping[str, Any] | None = None,
+    registry: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rank the M samples of each of B groups.
+    """Rank the M samples of each of B groups (a metric name is looked up in `registry` when given).
 
     `samples` `(B, M, C, h, w)` in [0, 1]. Returns `(perm, scores)`: `perm` `(B, M)` long, where `perm[b, i]`
     is the index of the sample placed at rank i of group b; `scores` `(B, M)` are the metric values of the
     samples *in their original order* (so `scores.gather(1, perm)` is sorted). Neither carries gradient.
     """
     check_order(order)
-    spec, metric_fn = resolve_metric(metric, metric_options)
-    scores = score_groups(samples, spec, metric_fn, reference=reference, metric_options=metric_options)
+    spec, metric_fn = resolve_metric(metric, metric_options, registry=registry)
+    entropy_fn = reference_entropy(metric_options, registry=registry) if spec.distance and registry else None
+    scores = score_groups(
+        samples, spec, metric_fn, reference=reference, metric_options=metric_options, entropy_fn=entropy_fn
+    )
     return sort_scores(scores, order, spec), scores
 
 
@@ -228,11 +237,12 @@ def rank_samples(
     reference: Reference = "auto",
     order: Order = "ascending",
     metric_options: Mapping[str, Any] | None = None,
+    registry: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`rank_groups` for one group: `x` `(M, C, h, w)` -> `(perm (M,), scores (M,))`."""
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         raise TensorError(f"x must be a tensor of shape (M, C, h, w), got {getattr(x, 'shape', None)}")
     perm, scores = rank_groups(
-        x.unsqueeze(0), metric, reference=reference, order=order, metric_options=metric_options
+        x.unsqueeze(0), metric, reference=reference, order=order, metric_options=metric_options, registry=registry
     )
     return perm[0], scores[0]

@@ -1,8 +1,9 @@
-"""report.md from results.json: tables shaped like the paper's Table 2 — rows are models, columns are metrics.
+"""report.md from a run's `RunResults`: tables shaped like the paper's Table 2 — rows are models, columns are
+metrics.
 
-Every table is built from the same shape of data: `results["models"]` (one entry per row: f, g, ablations of g,
-baseline defenses) and `results["rows"]` (one per model, attack and size). A new kind of model is a new entry in
-`models`; a new per-model figure is one line in `MODEL_COLUMNS`. Columns no model has are left out. The main
+Every table is built from the same record: `results.models` (one `ModelEntry` per row: f, g, ablations of g,
+baseline defenses) and `results.rows` (one `Row` per model, attack and size). A new kind of model is a new entry
+in `models`; a new per-model figure is one line in `MODEL_COLUMNS`. Columns no model has are left out. The main
 "Results" table puts every model's clean, attacked, worst-case and certified accuracy and its costs side by side.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from voldefense.results import ModelEntry, RunResults, WorstCaseCell
 
 
 def _pct(value: Any) -> str:
@@ -37,7 +40,7 @@ def _text(value: Any) -> str:
     return "—" if value is None else str(value).replace("|", "\\|")
 
 
-# (key in results["models"][name], column title, formatter). Append to add a per-model column.
+# (field of ModelEntry, column title, formatter). Append to add a per-model column.
 def _millis(value: Any) -> str:
     return "—" if value is None else f"{float(value):.2f}"
 
@@ -46,11 +49,11 @@ def _passes(value: Any) -> str:
     return "—" if value is None else f"{float(value):,.1f}"
 
 
-def _inference(entry: dict[str, Any]) -> str:
+def _inference(entry: ModelEntry) -> str:
     """Inference ms per image, with the classifier forward passes per image where a model counts them
     (PatchCleanser: 36 when all masks agree, more when they do not)."""
-    text = _millis(entry.get("inference_ms_per_image"))
-    passes = entry.get("forward_passes_per_image")
+    text = _millis(entry.inference_ms_per_image)
+    passes = entry.forward_passes_per_image
     return text if passes is None else f"{text} ({_passes(passes)} passes)"
 
 
@@ -78,52 +81,45 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def models_table(results: dict[str, Any]) -> list[str]:
-    models = results.get("models", {})
-    columns = [c for c in MODEL_COLUMNS if any(m.get(c[0]) is not None for m in models.values())]
-    rows = [[f"**{name}**", *(fmt(entry.get(key)) for key, _, fmt in columns)] for name, entry in models.items()]
+def models_table(results: RunResults) -> list[str]:
+    models = results.models
+    columns = [c for c in MODEL_COLUMNS if any(getattr(m, c[0]) is not None for m in models.values())]
+    rows = [[f"**{name}**", *(fmt(getattr(entry, key)) for key, _, fmt in columns)] for name, entry in models.items()]
     return _table(["", *(title for _, title, _ in columns)], rows)
 
 
-def _budgets(cells: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
+def _budgets(cells: Sequence[WorstCaseCell]) -> list[tuple[str, float]]:
     # Pixel budgets first, then patch areas, each ascending (the paper's column order).
-    return sorted({(c["size_unit"], float(c["size"])) for c in cells}, key=lambda b: (b[0] != "pixels", b[1]))
+    return sorted({(c.size_unit, float(c.size)) for c in cells}, key=lambda b: (b[0] != "pixels", b[1]))
 
 
-def _areas(results: dict[str, Any]) -> list[tuple[float, int]]:
+def _areas(results: RunResults) -> list[tuple[float, int]]:
     """(area, square side) of every certified area of any model, ascending."""
-    found = {
-        (float(c["area"]), int(c["square_side"]))
-        for m in results.get("models", {}).values()
-        for c in (m.get("certified") or {}).values()
-    }
-    return sorted(found)
+    return sorted({(c.area, c.square_side) for m in results.models.values() for c in m.certified})
 
 
-def _worst_cell(cell: dict[str, Any] | None, entry: dict[str, Any]) -> str:
+def _worst_cell(cell: WorstCaseCell | None, entry: ModelEntry) -> str:
     """A worst-case figure; `(n=K)` marks one over fewer images than the model's clean accuracy (its attacks
     shared only their first K images), so it is not comparable point for point with the clean column."""
     if cell is None:
         return "—"
-    text = _pct(cell["robust_accuracy"])
-    clean_images = entry.get("clean_images")
-    if clean_images is not None and cell.get("images") is not None and int(cell["images"]) < int(clean_images):
-        text += f" (n={int(cell['images'])})"
+    text = _pct(cell.robust_accuracy)
+    if entry.clean_images is not None and cell.images < entry.clean_images:
+        text += f" (n={cell.images})"
     return text
 
 
-def main_table(results: dict[str, Any]) -> list[str]:
+def main_table(results: RunResults) -> list[str]:
     """The comparison: one row per model (f, g, ablations, baselines) with clean accuracy, each attack's
     accuracy at each size, the worst case per budget, certified accuracy per patch area, training time and
     inference time per image."""
-    models = results.get("models", {})
-    rows_by = {(r["model"], r["attack"], float(r["size"])): r for r in results.get("rows", [])}
+    rows_by = {r.key: r for r in results.rows}
     attack_cols = []
-    for label, info in results.get("attacks", {}).items():
-        sizes = sorted({float(r["size"]) for r in results.get("rows", []) if r["attack"] == label})
-        attack_cols += [(label, size, info["size_unit"]) for size in sizes]
-    worst = {(c["model"], c["size_unit"], float(c["size"])): c for c in results.get("worst_case", [])}
-    budgets = _budgets(results.get("worst_case", []))
+    for label, info in results.attacks.items():
+        sizes = sorted({float(r.size) for r in results.rows if r.attack == label})
+        attack_cols += [(label, size, info.size_unit) for size in sizes]
+    worst = {(c.model, c.size_unit, float(c.size)): c for c in results.worst_case}
+    budgets = _budgets(results.worst_case)
     areas = _areas(results)
     header = ["", "clean acc %"]
     header += [f"{label} {size_label(size, unit)} %" for label, size, unit in attack_cols]
@@ -131,57 +127,58 @@ def main_table(results: dict[str, Any]) -> list[str]:
     header += [f"certified {size_label(area, 'area')} ({side} px) %" for area, side in areas]
     header += ["train s", "inference ms/img"]
     table = []
-    for name, entry in models.items():
-        certified = {float(c["area"]): c for c in (entry.get("certified") or {}).values()}
-        row = [f"**{name}**", _pct(entry.get("clean_accuracy"))]
+    for name, entry in results.models.items():
+        certified = {c.area: c for c in entry.certified}
+        row = [f"**{name}**", _pct(entry.clean_accuracy)]
         row += [
-            _pct(rows_by[(name, label, size)]["attacked_accuracy"]) if (name, label, size) in rows_by else "—"
+            _pct(rows_by[(name, label, size)].attacked_accuracy) if (name, label, size) in rows_by else "—"
             for label, size, _ in attack_cols
         ]
         row += [_worst_cell(worst.get((name, unit, size)), entry) for unit, size in budgets]
-        row += [_pct(certified[area]["accuracy"]) if area in certified else "—" for area, _ in areas]
-        row += [_seconds(entry.get("train_seconds")), _inference(entry)]
+        row += [_pct(certified[area].accuracy) if area in certified else "—" for area, _ in areas]
+        row += [_seconds(entry.train_seconds), _inference(entry)]
         table.append(row)
     return _table(header, table)
 
 
-def certified_table(results: dict[str, Any]) -> list[str]:
+def certified_table(results: RunResults) -> list[str]:
     """Rows = models with a certificate (or a note why none is defined), columns = patch areas."""
     areas = _areas(results)
     header = ["", *(f"{size_label(area, 'area')} ({side} px square) %" for area, side in areas), "note"]
     rows = []
-    for name, entry in results.get("models", {}).items():
-        certified = {float(c["area"]): c for c in (entry.get("certified") or {}).values()}
-        if not certified and not entry.get("certified_note"):
+    for name, entry in results.models.items():
+        certified = {c.area: c for c in entry.certified}
+        if not certified and not entry.certified_note:
             continue
-        cells = [_pct(certified[area]["accuracy"]) if area in certified else "—" for area, _ in areas]
-        rows.append([f"**{name}**", *cells, _text(entry.get("certified_note") or "")])
+        cells = [_pct(certified[area].accuracy) if area in certified else "—" for area, _ in areas]
+        rows.append([f"**{name}**", *cells, _text(entry.certified_note)])
     return _table(header, rows) if rows else []
 
 
-def checks_section(results: dict[str, Any]) -> list[str]:
+def checks_section(results: RunResults) -> list[str]:
     """The budget-convergence and gradient-masking checks (docs/rigor.md) as tables."""
     lines: list[str] = []
-    convergence = results.get("convergence") or []
+    convergence = results.convergence
     if convergence:
         rows = []
-        for c in convergence:
-            if c.get("held") is None:
-                verdict = f"n.a. ({c.get('reason', '')})"
+        for record in convergence:
+            c = record.check
+            if c.held is None:
+                verdict = f"n.a. ({c.reason})"
             else:
-                verdict = "held" if c["held"] else "**NOT held**"
+                verdict = "held" if c.held else "**NOT held**"
             rows.append(
                 [
-                    f"**{c['model']}**",
-                    size_label(c["size"], c["size_unit"]),
-                    f"`{c['attack']}`",
-                    _pct(c.get("base_acc")),
-                    _pct(c.get("doubled_acc")),
-                    _signed_pct(None if c.get("drop") is None else 0.0 - c["drop"] + 0.0),
+                    f"**{record.model}**",
+                    size_label(record.size, record.size_unit),
+                    f"`{c.attack}`",
+                    _pct(c.base_acc),
+                    _pct(c.doubled_acc),
+                    _signed_pct(0.0 - c.drop),  # 0.0 - 0.0 is +0.0: no "-0.0" in the table
                     _text(verdict),
                 ]
             )
-        tolerance = 100 * float(convergence[0].get("tolerance", 0.0))
+        tolerance = 100 * convergence[0].check.tolerance
         lines += [
             "",
             "### Budget convergence",
@@ -192,20 +189,20 @@ def checks_section(results: dict[str, Any]) -> list[str]:
             "",
             *_table(["", "budget", "strongest attack", "robust %", "doubled %", "change", "verdict"], rows),
         ]
-    masking = [m for m in results.get("masking") or [] if m.get("applicable")]
+    masking = [m for m in results.masking if m.applicable]
     if masking:
         rows = [
             [
-                f"**{m['model']}**",
-                size_label(m["size"], m["size_unit"]),
-                f"`{m['best_white_box']}` {_pct(m['best_white_box_acc'])}",
-                f"`{m['best_black_box']}` {_pct(m['best_black_box_acc'])}",
-                _count(m.get("black_box_only")),
-                "**FLAGGED**" if m["flagged"] else "ok",
+                f"**{m.model}**",
+                size_label(m.size, m.size_unit),
+                f"`{m.best_white_box}` {_pct(m.best_white_box_acc)}",
+                f"`{m.best_black_box}` {_pct(m.best_black_box_acc)}",
+                _count(m.black_box_only),
+                "**FLAGGED**" if m.flagged else "ok",
             ]
             for m in masking
         ]
-        tolerance = 100 * float(masking[0].get("tolerance", 0.0))
+        tolerance = 100 * masking[0].tolerance
         lines += [
             "",
             "### Gradient masking",
@@ -219,53 +216,49 @@ def checks_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def attack_table(results: dict[str, Any], label: str) -> list[str]:
+def attack_table(results: RunResults, label: str) -> list[str]:
     """One attack: rows = models, per size the attacked accuracy, δ and defense success rate (Table 2)."""
-    info = results["attacks"][label]
-    rows_for = [r for r in results["rows"] if r["attack"] == label]
-    sizes = sorted({float(r["size"]) for r in rows_for})
+    info = results.attacks[label]
+    rows_for = [r for r in results.rows if r.attack == label]
+    sizes = sorted({float(r.size) for r in rows_for})
     header = ["", "clean acc %"]
     for size in sizes:
-        name = size_label(size, info["size_unit"])
+        name = size_label(size, info.size_unit)
         header += [f"{name}: acc %", f"{name}: δ", f"{name}: DSR %"]
     rows = []
-    for model in results["models"]:
-        mine = {float(r["size"]): r for r in rows_for if r["model"] == model}
+    for model in results.models:
+        mine = {float(r.size): r for r in rows_for if r.model == model}
         if not mine:
             continue
-        clean = next(iter(mine.values()))["clean_accuracy"]
+        clean = next(iter(mine.values())).clean_accuracy
         row = [f"**{model}**", _pct(clean)]
         for size in sizes:
             r = mine.get(size)
             row += (
-                [
-                    _pct(r["attacked_accuracy"]),
-                    _signed_pct(r["robustness_delta"]),
-                    _pct(r["defense_success_rate"]),
-                ]
+                [_pct(r.attacked_accuracy), _signed_pct(r.robustness_delta), _pct(r.defense_success_rate)]
                 if r
                 else ["—", "—", "—"]
             )
         rows.append(row)
-        views = list(dict.fromkeys(v for r in mine.values() for v in r.get("views", {})))
+        views = list(dict.fromkeys(v for r in mine.values() for v in r.views))
         for view in views:  # a defense's attack views; the row above is the worst case per image over them
             cells = [f"↳ {model} view `{view}`", "—"]
             for size in sizes:
                 r = mine.get(size)
-                acc = r.get("views", {}).get(view, {}).get("attacked_accuracy") if r else None
-                cells += [_pct(acc), "—", "—"]
+                figures = r.views.get(view) if r else None
+                cells += [_pct(figures.attacked_accuracy if figures else None), "—", "—"]
             rows.append(cells)
     return _table(header, rows)
 
 
-def worst_case_table(results: dict[str, Any]) -> list[str]:
+def worst_case_table(results: RunResults) -> list[str]:
     """Rows = models, columns = budgets: the share of images no attack at that budget fooled."""
-    cells = results.get("worst_case", [])
+    cells = results.worst_case
     budgets = _budgets(cells)
     header = ["", *(size_label(size, unit) for unit, size in budgets)]
     rows = []
-    for model, entry in results["models"].items():
-        mine = {(c["size_unit"], float(c["size"])): c for c in cells if c["model"] == model}
+    for model, entry in results.models.items():
+        mine = {(c.size_unit, float(c.size)): c for c in cells if c.model == model}
         if mine:
             rows.append([f"**{model}**", *(_worst_cell(mine.get(b), entry) for b in budgets)])
     return _table(header, rows)
@@ -289,14 +282,14 @@ def training_table(metrics: Sequence[dict[str, Any]]) -> list[str]:
     return _table(["", "epoch", "loss", "train acc %", "val acc %", "val 1-px DSR %"], rows)
 
 
-def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = ()) -> str:
+def render_report(results: RunResults, metrics: Sequence[dict[str, Any]] = ()) -> str:
     """The whole report.md."""
-    dataset = results.get("dataset", {})
-    shape = "x".join(str(v) for v in dataset.get("image_shape", []))
+    dataset = results.dataset
+    shape = "x".join(str(v) for v in dataset.image_shape)
     lines = [
         "# voldefense report",
         "",
-        f"Dataset **{dataset.get('name', '?')}** ({dataset.get('classes', '?')} classes, images {shape}). "
+        f"Dataset **{dataset.name}** ({dataset.classes} classes, images {shape}). "
         "Accuracies in %; δ = attacked − clean accuracy (points); DSR = defense success rate, the share of "
         "clean-correct images still correct after the attack. Definitions: docs/evaluation.md.",
         "",
@@ -314,7 +307,7 @@ def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = (
         "",
         *models_table(results),
     ]
-    if results.get("worst_case"):
+    if results.worst_case:
         lines += [
             "",
             "## Worst-case robust accuracy over all attacks",
@@ -338,17 +331,17 @@ def render_report(results: dict[str, Any], metrics: Sequence[dict[str, Any]] = (
     checks = checks_section(results)
     if checks:
         lines += ["", "## Evaluation checks", *checks]
-    for label, info in results.get("attacks", {}).items():
-        kind = "white-box" if info.get("white_box") else "black-box"
-        options = "".join(f", {k}={v}" for k, v in info.get("options", {}).items())
+    for label, info in results.attacks.items():
+        kind = "white-box" if info.white_box else "black-box"
+        options = "".join(f", {k}={v}" for k, v in info.options.items())
         lines += [
             "",
-            f"## Attack `{label}` ({info['plugin']}, {kind}, {info['images']} images{options})",
+            f"## Attack `{label}` ({info.plugin}, {kind}, {info.images} images{options})",
             "",
             *attack_table(results, label),
         ]
     if metrics:
         lines += ["", "## Training (last epoch)", "", *training_table(metrics)]
-    if not results.get("complete", True):
+    if not results.complete:
         lines += ["", "*Evaluation incomplete: these are the rows computed so far.*"]
     return "\n".join(lines) + "\n"

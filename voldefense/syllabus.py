@@ -110,17 +110,21 @@ def score_dataset(
     batch_size: int = 1024,
     metric_options: Mapping[str, Any] | None = None,
     device: str | torch.device | None = None,
+    entropy: MetricSpec | str = "entropy",
+    registry: Any = None,
 ) -> torch.Tensor:
     """One score per sample `(M,)` (float, on the CPU) of a whole dataset, computed batch by batch.
 
     `images`: a tensor `(M, C, H, W)` (uint8 or float in [0, 1]) or a re-iterable of batches (e.g. a
     non-shuffling DataLoader yielding `(images, labels)`). For distance metrics, `reference` is "auto" (the
     dataset's lowest-entropy sample: one extra pass), a dataset index, or a sample tensor `(C, H, W)`.
-    `device`: where to compute (default: where the tensor is, or the CPU).
+    `device`: where to compute (default: where the tensor is, or the CPU). `entropy`: the metric
+    picking the "auto" reference. `registry`: where metric names are looked up (the process-wide registry when
+    None).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-    spec, metric_fn = resolve_metric(metric, metric_options)
+    spec, metric_fn = resolve_metric(metric, metric_options, registry=registry)
     dev = torch.device(device) if device is not None else None
     reference = check_reference(reference)
     ref: torch.Tensor | None = None
@@ -133,14 +137,15 @@ def score_dataset(
                 )
         if reference == "auto":
             options = {"bins": metric_options["bins"]} if metric_options and "bins" in metric_options else {}
-            entropy = score_dataset(
-                images, "entropy", batch_size=batch_size, metric_options=options, device=device
+            entropy_spec, _ = resolve_metric(entropy, registry=registry)
+            lowest = score_dataset(
+                images, entropy_spec, batch_size=batch_size, metric_options=options, device=device
             )
-            if entropy.numel() == 0:
+            if lowest.numel() == 0:
                 raise ConfigError("cannot pick the lowest-entropy reference of an empty dataset")
-            index = int(torch.sort(entropy, stable=True).indices[0])
+            index = int(torch.sort(lowest, stable=True).indices[0])
             logger.debug(
-                "curriculum reference: sample %d (lowest entropy %.4f)", index, float(entropy[index])
+                "curriculum reference: sample %d (lowest entropy %.4f)", index, float(lowest[index])
             )
             ref = _sample_at(images, index, batch_size, dev)
         elif isinstance(reference, int):
@@ -165,13 +170,22 @@ def curriculum_order(
     batch_size: int = 1024,
     metric_options: Mapping[str, Any] | None = None,
     device: str | torch.device | None = None,
+    entropy: MetricSpec | str = "entropy",
+    registry: Any = None,
 ) -> torch.Tensor:
     """The permutation `(M,)` (long) ordering a whole dataset by `metric`: `perm[i]` is the index of the
     sample at rank i. Stable: equal scores keep dataset order. See `score_dataset` for the arguments."""
     check_order(order)
-    spec, _ = resolve_metric(metric, metric_options)
+    spec, _ = resolve_metric(metric, metric_options, registry=registry)
     scores = score_dataset(
-        images, spec, reference=reference, batch_size=batch_size, metric_options=metric_options, device=device
+        images,
+        spec,
+        reference=reference,
+        batch_size=batch_size,
+        metric_options=metric_options,
+        device=device,
+        entropy=entropy,
+        registry=registry,
     )
     return sort_scores(scores, order, spec)
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from voldefense.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from voldefense.checkpoint import load_checkpoint, load_into, rng_state, save_checkpoint, set_rng_state
 from voldefense.config.schema import OptimizerConfig, ScheduleConfig, TrainingConfig
 from voldefense.distributed import DistContext, RankSlice
 from voldefense.errors import CheckpointError, TrainingError
@@ -161,12 +161,7 @@ def _finite_weights(model: nn.Module) -> bool:
 def _restore(job: TrainJob, optimizer: Any, scheduler: Any, scaler: Any) -> int:
     """Load the job's checkpoint into the objects; returns the number of finished epochs."""
     state = load_checkpoint(job.checkpoint)
-    if job.signature and state.get("signature") != job.signature:
-        raise CheckpointError(
-            f"checkpoint {job.checkpoint} was written for a different model configuration; "
-            "resume with the run's own config.yaml or start a new run"
-        )
-    load_weights(job.model, state["model"], path=job.checkpoint)
+    load_into(job.model, state, job.checkpoint, job.signature)
     try:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

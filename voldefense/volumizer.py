@@ -80,6 +80,8 @@ class Volumizer(nn.Module):
         pad: bool = False,
         metric_options: Mapping[str, Any] | None = None,
         seed: int | None = None,
+        entropy: MetricSpec | str = "entropy",
+        registry: Any = None,
     ):
         super().__init__()
         self.patch_size = _pair(patch_size, "patch_size")
@@ -94,7 +96,12 @@ class Volumizer(nn.Module):
         self.metric_options = dict(metric_options or {})
         # Resolve and build once now: a bad name or option fails at construction, not at the first batch, and
         # no call pays for a registry lookup or a metric construction (see `_built_metrics`).
-        self.metric_spec, _ = resolve_metric(metric, self.metric_options)
+        self.metric_spec, _ = resolve_metric(metric, self.metric_options, registry=registry)
+        # The "auto" reference of a distance metric is the lowest-entropy patch: its spec is looked up now, in the
+        # same registry as the metric, and no registry is kept on the module.
+        self.entropy_spec = (
+            resolve_metric(entropy, registry=registry)[0] if self.metric_spec.distance else None
+        )
         self._built: tuple[object, Any, Any] | None = None
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"seed must be an int or None, got {seed!r}")
@@ -144,7 +151,11 @@ class Volumizer(nn.Module):
         key = (self.metric_spec, dict(self.metric_options))
         if self._built is None or self._built[0] != key:
             metric_fn = self.metric_spec.build(**self.metric_options)
-            entropy_fn = reference_entropy(self.metric_options) if self.metric_spec.distance else None
+            entropy_fn = (
+                reference_entropy(self.metric_options, entropy=self.entropy_spec)
+                if self.entropy_spec is not None
+                else None
+            )
             self._built = (key, metric_fn, entropy_fn)
         return self._built[1], self._built[2]
 

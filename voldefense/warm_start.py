@@ -1,8 +1,8 @@
 """The run steps for a user's own model: f from its weights file, g started from f by inflation.
 
-Three calls from the runner:
+Three calls from the run (`voldefense.run`):
 
-- `describe_init` (when models are built): marks an inflated g in its description and checkpoint digest.
+- `describe_init` (when contenders are built): marks an inflated g in its description and checkpoint digest.
 - `prepare_own_models` (build step, before any training): checks that a ``model.factory`` model gives logits of
   the dataset's classes and that its g runs on a volume, loads ``model.weights`` into f (names and shapes
   checked: one line naming what does not fit), and inflates ``training.g_init: PATH`` into g and its ablations.
@@ -75,7 +75,7 @@ def prepare_own_models(
                 _probe_g(plan, image_shape, num_classes)
     if config.model.weights is not None and f is not None:
         load_user_weights(f.model, config.model.weights)
-        f.info["weights"] = str(config.model.weights)
+        f.details["weights"] = str(config.model.weights)
         f.description += f", weights from {config.model.weights} (not trained by this run)"
     init, rule = config.training.g_init, config.training.g_init_rule
     if init is None or init == "f":
@@ -96,7 +96,7 @@ def describe_init(plans: dict[str, Any], config: Config) -> None:
     for plan in plans.values():
         if plan.kind in G_KINDS:
             plan.signature = _init_signature(plan.signature, init, rule)
-            plan.info["init"] = f"inflated from {source} ({rule} rule), then fine-tuned"
+            plan.details["init"] = f"inflated from {source} ({rule} rule), then fine-tuned"
             plan.description += f", started from {source} by inflation"
 
 

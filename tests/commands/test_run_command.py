@@ -138,3 +138,50 @@ def test_every_json_file_of_a_run_is_strict_json(tmp_path):
     assert metrics[-1]["val_accuracy"] == 0.0 and metrics[-1]["val_defense_success_rate"] is None
     assert results["rows"][0]["defense_success_rate"] is None
     assert (out / "plots" / "training.png").is_file() and "| **f** |" in (out / "report.md").read_text()
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_replaces_only_the_folder_of_this_command(tmp_path, monkeypatch, caplog):
+    """Issue 13.1: run A into runs/a (its config's output.dir), run B with --out runs/b, then rerun B's saved
+    config with --overwrite: only runs/b is replaced, and the log says so; a copied run folder is its own."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "a.yaml"
+    config.write_text(QUICKSTART.read_text().replace("dir: runs/quickstart", "dir: runs/a"))
+    sets = [a for item in [*TINY, "training.models=[f]"] for a in ("--set", item)]
+    assert main(["run", str(config), *sets, "--device", "cpu"]) == 0
+    a = _snapshot(tmp_path / "runs" / "a")
+    assert main(["run", str(config), *sets, "--out", "runs/b", "--device", "cpu"]) == 0
+    saved = (tmp_path / "runs" / "b" / "config.yaml").read_text()
+    assert "dir: runs/b" in saved and "overwrite: false" in saved  # the saved config points at its own folder
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(["run", "runs/b/config.yaml", "--overwrite", "--device", "cpu"]) == 0
+    assert _snapshot(tmp_path / "runs" / "a") == a
+    assert f"replacing the run in {tmp_path / 'runs' / 'b'}" in caplog.text
+    import shutil
+
+    shutil.copytree(tmp_path / "runs" / "b", tmp_path / "runs" / "c")
+    b = _snapshot(tmp_path / "runs" / "b")
+    assert main(["run", "runs/c/config.yaml", "--overwrite", "--device", "cpu"]) == 0
+    assert _snapshot(tmp_path / "runs" / "b") == b and _snapshot(tmp_path / "runs" / "a") == a
+    assert "dir: runs/c" in (tmp_path / "runs" / "c" / "config.yaml").read_text()
+
+
+def test_a_run_that_stopped_before_training_is_reused(tmp_path, capsys, caplog):
+    """Issue 13.2: a run that failed after validation (here: a missing dataset file) leaves only config.yaml;
+    the fixed rerun reuses the folder without --overwrite and says so in one line."""
+    out = tmp_path / "run"
+    missing = ["--set", "data.name=npz", "--set", f"data.options={{path: '{tmp_path}/none/{{split}}.npz'}}"]
+    assert cli("--out", str(out), "--device", "cpu", *missing) == 2
+    assert "none" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["config.yaml"]
+    with caplog.at_level("INFO"):
+        assert cli("--out", str(out), "--device", "cpu", "--set", "training.models=[f]") == 0
+    assert (out / "results.json").is_file()
+    assert (
+        sum("reusing" in r.getMessage() and "no trained model and no results" in r.getMessage() for r in caplog.records)
+        == 1
+    )

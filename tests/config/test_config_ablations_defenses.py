@@ -129,11 +129,13 @@ def test_compare_configs_load_and_take_the_data_path_as_a_setting(name, fake_cif
         "patch_cleanser",
     }
     assert config.training.models == ["f", "g"] and config.evaluation.convergence_check
-    from voldefense.runner import check_against_data, load_data
+    from voldefense.run.data import load_data
+    from voldefense.run.resolve import check_against_data, resolve
 
     data = load_data(config)  # the fake files are read through the config's own path setting
     assert data.image_shape == (3, 32, 32) and len(data.train) == 40
-    check_against_data(config, data, fresh_registry)  # every PatchCleanser mask set certifies its patch area
+    # every PatchCleanser mask set certifies its patch area
+    check_against_data(resolve(config, fresh_registry), data.image_shape)
 
 
 def test_the_cpu_config_points_at_the_shared_cifar_arrays(fresh_registry):

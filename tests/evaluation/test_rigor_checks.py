@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from results_fixtures import row
 
 from voldefense.errors import ConfigError
 from voldefense.evaluation import AttackOutcome
@@ -49,9 +50,8 @@ def test_robust_accuracy_counts_clean_errors_and_every_copy():
     assert robust_accuracy_of(outcome("1100")) == 0.5
     assert robust_accuracy_of(outcome("1111", clean="0111")) == 0.75  # wrong when clean is not robust
     assert robust_accuracy_of(outcome("1110", copies=5)) == 0.75  # one failing copy breaks the image
-    assert robust_accuracy_of({"survived": "1000"}) == 0.25
-    assert robust_accuracy_of({"attacked_accuracy": 0.4}) == 0.4
-    with pytest.raises(ConfigError):
+    assert robust_accuracy_of(row("g", "a", 1, "pixels", "1000")) == 0.25
+    with pytest.raises(TypeError):
         robust_accuracy_of({"model": "g"})
 
 
@@ -186,11 +186,11 @@ def test_masking_needs_both_kinds_and_one_budget():
 
 def test_masking_checks_group_runner_rows_per_model_and_budget():
     rows = [
-        {"model": "g", "attack": "sparse_pgd", "size": 1, "size_unit": "pixels", "survived": "1110"},
-        {"model": "g", "attack": "pixel_exhaustive", "size": 1, "size_unit": "pixels", "survived": "1000"},
-        {"model": "g", "attack": "patch_pgd", "size": 0.1, "size_unit": "area", "survived": "1100"},
-        {"model": "f", "attack": "sparse_pgd", "size": 1, "size_unit": "pixels", "survived": "1000"},
-        {"model": "f", "attack": "pixel_exhaustive", "size": 1, "size_unit": "pixels", "survived": "1000"},
+        row("g", "sparse_pgd", 1, "pixels", "1110"),
+        row("g", "pixel_exhaustive", 1, "pixels", "1000"),
+        row("g", "patch_pgd", 0.1, "area", "1100"),
+        row("f", "sparse_pgd", 1, "pixels", "1000"),
+        row("f", "pixel_exhaustive", 1, "pixels", "1000"),
     ]
     kind = {"sparse_pgd": True, "patch_pgd": True, "pixel_exhaustive": False}
     checks = {(c.model, c.size_unit, c.size): c for c in masking_checks(rows, kind)}
@@ -204,9 +204,19 @@ def test_masking_compares_attacks_on_the_images_they_share():
     # On the 4 shared images the white-box attack is as strong as the black-box one; the black-box attack's
     # extra images (all broken) must not raise the flag by themselves.
     rows = {
-        "sparse_pgd": {"model": "g", "size_unit": "pixels", "size": 1.0, "survived": "1010"},
-        "random_pixels": {"model": "g", "size_unit": "pixels", "size": 1.0, "survived": "10100000"},
+        "sparse_pgd": row("g", "sparse_pgd", 1.0, "pixels", "1010"),
+        "random_pixels": row("g", "random_pixels", 1.0, "pixels", "10100000"),
     }
     check = gradient_masking(rows, {"sparse_pgd": True, "random_pixels": False})
     assert not check.flagged
     assert check.black_box_only == 0
+
+
+def test_an_injected_registry_is_never_bypassed(registry, monkeypatch):
+    def unreachable(strict):
+        raise AssertionError("the process-wide registry was used although one was injected")
+
+    monkeypatch.setattr("voldefense.registry._cached_registry", unreachable)
+    assert double_budget("patch_pgd", {"steps": 3}, registry=registry) == {"steps": 6}
+    assert not_doubled_reason("random_pixels", registry=registry) == "a fixed protocol, not an optimisation"
+    assert double_budget(registry.get("attack", "sparse_pgd"), {"steps": 2}) == {"steps": 4}

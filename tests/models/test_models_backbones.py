@@ -175,3 +175,19 @@ def test_inception_aux_logits():
     assert f(torch.rand(2, 3, 299, 299)).shape == (2, 6)
     with pytest.raises(ConfigError, match="aux_logits needs stem 'imagenet'"):
         build_model("inception_v3", num_classes=6, aux_logits=True)
+
+
+def test_build_model_uses_the_injected_registry_or_a_spec(monkeypatch):
+    from voldefense.models.factory import build_model
+    from voldefense.registry import Registry
+
+    registry = Registry(load_entry_points=False)
+
+    def unreachable(strict):
+        raise AssertionError("the process-wide registry was used although one was injected")
+
+    monkeypatch.setattr("voldefense.registry._cached_registry", unreachable)
+    by_name = build_model("resnet50", dims=2, num_classes=3, width=0.0625, registry=registry)
+    by_spec = build_model(registry.get("backbone", "resnet50"), dims=3, num_classes=3, width=0.0625)
+    assert by_name(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+    assert by_spec(torch.rand(2, 3, 2, 8, 8)).shape == (2, 2, 3)

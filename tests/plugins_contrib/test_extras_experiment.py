@@ -105,7 +105,7 @@ def test_results_have_sparse_rs_rows_for_f_and_g(tiny_run):
         # one attacked copy per image, and an image misclassified clean stays misclassified, so the survivors
         # are exactly the images still correct after the attack
         assert row["num_copies"] == 1
-        assert row["attacked_accuracy"] == pytest.approx(row["survived"].count("1") / 8)
+        assert row["attacked_accuracy"] == pytest.approx(sum(row["survived"]) / 8)
         assert row["attacked_accuracy"] <= row["clean_accuracy"]
 
 
@@ -116,26 +116,34 @@ def test_models_were_built_by_the_extras(tiny_run):
 
     results = json.loads((tiny_run / "results.json").read_text())
     f, g = results["models"]["f"], results["models"]["g"]
-    assert f["backbone"] == g["backbone"] == "wide_resnet"
-    assert (g["metric"], g["loss"], f["loss"]) == ("ssim", "pal_weighted", "cross_entropy")
+    assert f["details"]["backbone"] == g["details"]["backbone"] == "wide_resnet"
+    built = (g["details"]["metric"], g["details"]["loss"], f["details"]["loss"])
+    assert built == ("ssim", "pal_weighted", "cross_entropy")
     expected = sum(p.numel() for p in wide_resnet(10, width=0.125, depth=10, widen_factor=2).parameters())
     assert f["parameters"] == expected
     assert g["parameters"] > f["parameters"]  # the 3D kernels of g span 3 slices
 
 
 def test_built_objects_are_the_extras_components(tiny_run, registry):
+    """Resolved once from the injected registry: building the run's models never reaches the process-wide one."""
     from voldefense_extras.losses import PatchWeightedAggregateLoss
     from voldefense_extras.ssim import SSIM
 
-    from voldefense.runner import build_models, load_data
+    from voldefense.run.contenders import build_contenders
+    from voldefense.run.data import load_data
+    from voldefense.run.resolve import resolve
+
+    def unreachable(strict):
+        raise AssertionError("the process-wide registry was used although one was injected")
 
     config = load_config(tiny_run / "config.yaml", registry=registry)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("voldefense.registry._cached_registry", lambda strict: registry)
-        plans = build_models(config, load_data(config), registry)
-    assert isinstance(plans["g"].loss, PatchWeightedAggregateLoss) and plans["g"].loss.decay == 0.9
-    assert plans["g"].model.volumizer.metric_spec is registry.get("metric", "ssim")
-    assert plans["g"].model.volumizer.metric_spec.factory.resolve() is SSIM
+        mp.setattr("voldefense.registry._cached_registry", unreachable)
+        contenders = build_contenders(resolve(config, registry), load_data(config))
+    g = contenders["g"]
+    assert isinstance(g.loss, PatchWeightedAggregateLoss) and g.loss.decay == 0.9
+    assert g.model.volumizer.metric_spec is registry.get("metric", "ssim")
+    assert g.model.volumizer.metric_spec.factory.resolve() is SSIM
     assert registry.origin("metric", "ssim") == EXTRAS_DIST
 
 

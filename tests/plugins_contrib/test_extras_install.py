@@ -159,6 +159,6 @@ def test_installed_extras_run_the_example_experiment(installed):
     keys = {(r["model"], r["attack"], r["size"]) for r in results["rows"]}
     assert keys == {(m, a, 2) for m in "fg" for a in ("sparse_rs", "random_pixels")}
     assert all(r["mean_queries"] <= 20 for r in results["rows"] if r["attack"] == "sparse_rs")
-    g = results["models"]["g"]
+    g = results["models"]["g"]["details"]
     assert (g["backbone"], g["metric"], g["loss"]) == ("wide_resnet", "ssim", "pal_weighted")
     assert (out / "checkpoints" / "g.pt").is_file() and (out / "report.md").is_file()

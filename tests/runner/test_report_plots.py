@@ -2,77 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from results_fixtures import results_fixture, row
+
 from voldefense.plots import write_plots
 from voldefense.report import render_report
-from voldefense.runner import worst_case_rows
-
-
-def row(model, attack, size, unit, attacked, survived, clean=0.9):
-    return {
-        "model": model,
-        "attack": attack,
-        "size": size,
-        "size_unit": unit,
-        "num_images": len(survived),
-        "clean_accuracy": clean,
-        "attacked_accuracy": attacked,
-        "robustness_delta": attacked - clean,
-        "defense_success_rate": attacked / clean,
-        "attack_success_rate": 1 - attacked / clean,
-        "mean_queries": 1.0,
-        "seconds_per_image": 0.01,
-        "survived": survived,
-    }
-
-
-def results_fixture():
-    rows = [
-        row("f", "random_pixels", 1, "pixels", 0.5, "1100"),
-        row("f", "sparse_pgd", 1, "pixels", 0.25, "0110"),
-        row("g", "random_pixels", 1, "pixels", 0.75, "1110"),
-        row("g", "sparse_pgd", 1, "pixels", 0.75, "1011"),
-        row("f", "patch_pgd", 0.04, "area", 0.0, "0000"),
-        row("g", "patch_pgd", 0.04, "area", 0.5, "0101"),
-        row("g", "random_pixels", 4, "pixels", 0.5, "110"),
-    ]
-    return {
-        "dataset": {"name": "synthetic", "classes": 10, "image_shape": [3, 32, 32]},
-        "models": {
-            "f": {"description": "undefended 2D vgg16", "parameters": 1000, "epochs": 2, "clean_accuracy": 0.9},
-            "g": {"description": "volumized 3D vgg16", "parameters": 3000, "epochs": 2, "clean_accuracy": 0.8},
-            "median": {
-                "description": "median filter + f",
-                "clean_accuracy": 0.7,
-                "train_seconds": 0.0,
-                "inference_ms_per_image": 1.25,
-                "certified": {"0.04": {"area": 0.04, "square_side": 7, "images": 4, "accuracy": 0.1}},
-            },
-        },
-        "attacks": {
-            "random_pixels": {"plugin": "random_pixels", "size_unit": "pixels", "white_box": False, "images": 4},
-            "sparse_pgd": {"plugin": "sparse_pgd", "size_unit": "pixels", "white_box": True, "images": 4},
-            "patch_pgd": {"plugin": "patch_pgd", "size_unit": "area", "white_box": True, "images": 4},
-        },
-        "rows": rows,
-        "worst_case": worst_case_rows(rows),
-        "complete": True,
-    }
+from voldefense.results import worst_case_cells
 
 
 def test_worst_case_counts_an_image_only_if_every_attack_failed():
-    cells = {(c["model"], c["size_unit"], c["size"]): c for c in worst_case_rows(results_fixture()["rows"])}
-    assert cells[("f", "pixels", 1)]["robust_accuracy"] == 0.25  # 1100 & 0110
-    assert cells[("g", "pixels", 1)]["robust_accuracy"] == 0.5  # 1110 & 1011
-    assert cells[("g", "pixels", 1)]["attacks"] == ["random_pixels", "sparse_pgd"]
-    assert cells[("g", "pixels", 4)]["robust_accuracy"] == 2 / 3
-    assert cells[("g", "area", 0.04)]["robust_accuracy"] == 0.5
+    cells = {(c.model, c.size_unit, c.size): c for c in worst_case_cells(results_fixture().rows)}
+    assert cells[("f", "pixels", 1)].robust_accuracy == 0.25  # 1100 & 0110
+    assert cells[("g", "pixels", 1)].robust_accuracy == 0.5  # 1110 & 1011
+    assert cells[("g", "pixels", 1)].attacks == ("random_pixels", "sparse_pgd")
+    assert cells[("g", "pixels", 4)].robust_accuracy == 2 / 3
+    assert cells[("g", "area", 0.04)].robust_accuracy == 0.5
 
 
 def test_worst_case_matches_the_evaluation_module():
     import torch
 
     from voldefense.evaluation import AttackOutcome, worst_case
-    from voldefense.runner import _survived
 
     labels = torch.tensor([0, 1, 2, 3])
     a = AttackOutcome(
@@ -86,17 +37,17 @@ def test_worst_case_matches_the_evaluation_module():
         torch.tensor([True, True, False, True]), torch.tensor([[False, True, True, True]]), torch.ones(4), 0.1, labels
     )
     rows = [
-        {"model": "g", "attack": n, "size": 1, "size_unit": "pixels", "survived": _survived(o)}
-        for n, o in (("a", a), ("b", b))
+        dataclasses.replace(row("g", n, 1, "pixels", "0000"), survived=o.survived()) for n, o in (("a", a), ("b", b))
     ]
-    assert worst_case_rows(rows)[0]["robust_accuracy"] == worst_case([a, b]).robust_accuracy == 0.25
+    assert worst_case_cells(rows)[0].robust_accuracy == worst_case([a, b]).robust_accuracy == 0.25
 
 
 def test_report_has_a_row_per_model_and_a_column_per_metric():
     text = render_report(results_fixture(), [{"model": "f", "epoch": 2, "loss": 0.3, "val_accuracy": 0.9}])
     models = text.split("## Models")[1].split("##")[0]
     assert "| **f** | undefended 2D vgg16 | 1,000 | 2 | — | — | 90.0 |" in models
-    assert "| **median** | median filter + f | — | — | 0.0 | 1.25 | 70.0 |" in models  # a baseline row, no code change
+    # a baseline row, no code change
+    assert "| **median** | median filter + f | 1,000 | — | 0.0 | 1.25 | 70.0 |" in models
     main = text.split("## Results")[1].split("## Models")[0]
     first = next(line for line in main.splitlines() if line.startswith("|"))
     header = [c.strip() for c in first.split("|")[1:-1]]
@@ -141,5 +92,5 @@ def test_plots_are_written_as_png(tmp_path):
 
 def test_plots_skip_what_has_no_data(tmp_path):
     results = results_fixture()
-    results["rows"] = [r for r in results["rows"] if r["size_unit"] == "pixels"]
+    results = dataclasses.replace(results, rows=tuple(r for r in results.rows if r.size_unit == "pixels"))
     assert [p.name for p in write_plots(results, [], tmp_path)] == ["robustness_pixels.png"]

@@ -9,7 +9,7 @@ import pytest
 from tiny_quickstart import QUICKSTART
 
 from voldefense.config import load_config
-from voldefense.runner import run
+from voldefense.run import run
 
 TINY = [
     "data.options={train_size: 32, test_size: 16}",
@@ -41,27 +41,27 @@ def _run_g(backbone, tmp_path, *extra):
 @pytest.mark.parametrize("factory", ["user_networks:convnext", "user_networks:vit"])
 def test_user_networks_run_as_g_and_are_certified(tmp_path, factory):
     g = _run_g(factory, tmp_path)
-    assert 0.0 <= g["certified"]["0.0625"]["accuracy"] <= 1.0
-    assert g["certified"]["0.0625"]["images"] > 0
+    (cell,) = g["certified"]
+    assert cell["area"] == 0.0625 and 0.0 <= cell["accuracy"] <= 1.0 and cell["images"] > 0
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "inception_v3", "efficientnet_b0"])
 def test_builtins_run_as_g_at_depth_kernel_1(fresh_registry, tmp_path, backbone):
     g = _run_g(backbone, tmp_path)
-    assert g["certified"]["0.0625"]["images"] > 0
+    assert g["certified"][0]["images"] > 0
 
 
 def test_conv3d_path_is_asked_for_explicitly_and_not_certified(tmp_path, fresh_registry):
     g = _run_g("resnet50", tmp_path, "model.fold=false")
-    assert "certified" not in g
+    assert g["certified"] == []
     assert "not provably independent" in g["certified_note"] and "\n" not in g["certified_note"]
 
 
 def test_checkpoint_digest_changes_only_where_fold_shapes_g():
-    from voldefense.runner import _signature
+    from voldefense.run.paths import signature
 
     def digest(kind, *sets):
-        return _signature(load_config(QUICKSTART, list(sets)), kind)
+        return signature(load_config(QUICKSTART, list(sets)), kind)
 
     # depth kernel 3: g is the Conv3d network whatever `fold` says; f never depends on it
     assert digest("g", "model.fold=false") == digest("g")

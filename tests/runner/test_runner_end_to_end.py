@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from tiny_quickstart import QUICKSTART, tiny_overrides
 
 from voldefense.config import load_config
 from voldefense.errors import ConfigError
-from voldefense.runner import run
+from voldefense.run import run
 
 TINY = [
     *tiny_overrides(train_size=64, test_size=32, val_size=16, epochs=2, batch_size=32),
@@ -45,9 +46,11 @@ def test_every_output_is_written(tiny_run):
         assert (paths.root / name).is_file(), name
 
 
-def test_saved_config_is_the_resolved_config(tiny_run):
+def test_saved_config_is_the_resolved_config_in_its_own_folder(tiny_run):
     config, paths = tiny_run
-    assert load_config(paths.config) == config
+    saved = load_config(paths.config)
+    assert saved.output.dir == str(paths.root) and not saved.output.overwrite
+    assert dataclasses.replace(saved, output=config.output) == config
 
 
 def test_metrics_have_a_row_per_model_and_epoch_with_figure_2_values(tiny_run):
@@ -71,6 +74,7 @@ def test_results_have_every_attack_size_and_model(tiny_run):
     assert keys == expected
     for row in results["rows"]:
         assert row["num_images"] == len(row["survived"]) == {"patch_pgd": 6}.get(row["attack"], 8)
+        assert all(isinstance(s, bool) for s in row["survived"])
         assert row["robustness_delta"] == pytest.approx(row["attacked_accuracy"] - row["clean_accuracy"])
     worst = {(c["model"], c["size"]): c for c in results["worst_case"]}
     assert worst[("g", 1)]["attacks"] == ["random_pixels", "sparse_pgd"]
@@ -78,7 +82,8 @@ def test_results_have_every_attack_size_and_model(tiny_run):
         worst[("g", 1)]["robust_accuracy"]
         <= min(r["attacked_accuracy"] for r in results["rows"] if r["model"] == "g" and r["size"] == 1) + 1e-9
     )
-    assert results["models"]["g"]["curriculum"] is True and results["models"]["f"]["curriculum"] is False
+    assert results["models"]["g"]["details"]["curriculum"] is True
+    assert results["models"]["f"]["details"]["curriculum"] is False
 
 
 def test_report_is_shaped_like_table_2(tiny_run):

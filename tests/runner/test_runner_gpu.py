@@ -9,7 +9,7 @@ from tiny_quickstart import QUICKSTART, tiny_overrides
 
 from voldefense.checkpoint import load_checkpoint
 from voldefense.config import load_config
-from voldefense.runner import run
+from voldefense.run import run
 
 TINY = [
     *tiny_overrides(train_size=64, test_size=32, val_size=16, epochs=2, batch_size=32),

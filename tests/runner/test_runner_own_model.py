@@ -13,7 +13,10 @@ import yaml
 
 from voldefense.config import load_config
 from voldefense.errors import ConfigError
-from voldefense.runner import build_models, load_data, run
+from voldefense.run import run
+from voldefense.run.contenders import build_contenders
+from voldefense.run.data import load_data
+from voldefense.run.resolve import resolve
 from voldefense.warm_start import prepare_own_models
 
 REPO = Path(__file__).parents[2]
@@ -101,7 +104,7 @@ def test_g_init_from_a_weights_file_makes_g_start_as_f_on_each_patch(tmp_path, d
     training = {"models": ["g"], "g_init": str(tmp_path / "f.pt")}
     config = load_config(_config(tmp_path, model=model, training=training))
     data = load_data(config)
-    plans = build_models(config, data)
+    plans = build_contenders(resolve(config), data)
     prepare_own_models(plans, config, data.image_shape, data.num_classes)
     g = plans["g"].model.eval()
     images = data.eval_images[:3]

@@ -11,7 +11,8 @@ import pytest
 from voldefense.config import load_config
 from voldefense.errors import ConfigError
 from voldefense.report import main_table
-from voldefense.runner import run
+from voldefense.results import read_results
+from voldefense.run import run
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 TINY = [
@@ -41,21 +42,23 @@ DEFENSES = (
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("patch_defenses")
     run(load_config(QUICKSTART, [*TINY, DEFENSES]), out, device="cpu")
-    return json.loads((out / "results.json").read_text())
+    return json.loads((out / "results.json").read_text()), read_results(out / "results.json")
 
 
 def test_rows_views_and_certificates(results):
-    models = results["models"]
+    results, _ = results
+    models = {name: {**entry, **entry.pop("details")} for name, entry in results["models"].items()}
     assert list(models) == ["f", "local_gradient_smoothing", "digital_watermarking", "pc_6pct", "pc_25pct"]
     assert models["local_gradient_smoothing"]["views"] == models["digital_watermarking"]["views"] == ["naive", "bpda"]
     assert models["local_gradient_smoothing"]["epochs"] == 0  # in front of the run's f
     pc = models["pc_6pct"]
     assert pc["views"] == ["soft_masks"] and pc["epochs"] == 1  # trained on masked images, f's budget
-    assert set(pc["certified"]) == {"0.0625"}  # a 4-px mask set certifies no 8-px square: left out
-    assert 0 <= pc["certified"]["0.0625"]["accuracy"] <= pc["clean_accuracy"]
+    assert [c["area"] for c in pc["certified"]] == [0.0625]  # a 4-px mask set certifies no 8-px square: left out
+    assert 0 <= pc["certified"][0]["accuracy"] <= pc["clean_accuracy"]
     assert pc["forward_passes_per_image"] >= pc["info"]["masks"] == 9
     # The 25% set (8-px patch, 2 masks per axis: stride 5, masks of 12 px) certifies both areas; f reused.
-    assert set(models["pc_25pct"]["certified"]) == {"0.0625", "0.25"} and models["pc_25pct"]["epochs"] == 0
+    assert [c["area"] for c in models["pc_25pct"]["certified"]] == [0.0625, 0.25]
+    assert models["pc_25pct"]["epochs"] == 0
     assert models["pc_25pct"]["info"]["mask_size"] == [12, 12]
     for name in ("local_gradient_smoothing", "digital_watermarking"):
         assert "no certificate" in models[name]["certified_note"]
@@ -64,7 +67,7 @@ def test_rows_views_and_certificates(results):
 
 
 def test_report_shows_passes_and_a_dash_where_not_certified(results):
-    table = main_table(results)
+    table = main_table(results[1])
     pc_row = next(line for line in table if line.startswith("| **pc_6pct**"))
     cells = [c.strip() for c in pc_row.strip("|").split("|")]
     assert cells[-1].endswith("passes)")  # inference ms/img (N passes)

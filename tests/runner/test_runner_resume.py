@@ -17,7 +17,7 @@ from tiny_quickstart import QUICKSTART, tiny_overrides
 from voldefense.checkpoint import load_checkpoint
 from voldefense.config import load_config
 from voldefense.errors import ConfigError
-from voldefense.runner import run
+from voldefense.run import run
 
 TINY = [
     *tiny_overrides(train_size=48, test_size=24, val_size=8, epochs=3, batch_size=16),
@@ -90,23 +90,23 @@ def test_resume_after_an_interruption_gives_identical_results(tmp_path, referenc
 
 def test_resume_during_evaluation_keeps_finished_rows(tmp_path, reference, monkeypatch):
     config = load_config(QUICKSTART, TINY)
-    import voldefense.runner as runner
+    import voldefense.run.grid as grid
 
-    real = runner._survived
+    real = grid.measure_row
     calls = {"n": 0}
 
-    def flaky(outcome):
+    def flaky(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
             raise Interrupted("during evaluation")
-        return real(outcome)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_survived", flaky)
+    monkeypatch.setattr(grid, "measure_row", flaky)
     with pytest.raises(Interrupted):
         run(config, tmp_path, device="cpu")
     partial = json.loads((tmp_path / "results.json").read_text())
     assert partial["complete"] is False and len(partial["rows"]) == 3
-    monkeypatch.setattr(runner, "_survived", real)
+    monkeypatch.setattr(grid, "measure_row", real)
     run(config, tmp_path, device="cpu", resume=True)
     assert_same(outputs(tmp_path), reference)
 

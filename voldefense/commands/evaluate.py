@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from voldefense.runner import evaluate_run
+    from voldefense.run import evaluate_run
 
     paths = evaluate_run(args.run_dir, attacks=args.attacks, device=args.device)
     logger.info("done: %s", paths.report)

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from voldefense.config import load_config
-    from voldefense.runner import default_output_dir, run
+    from voldefense.run import default_output_dir, run
 
     config = load_config(args.config, args.overrides)
     out = args.out or default_output_dir(config, args.config)

@@ -8,54 +8,53 @@ Both follow the checklist of Carlini et al. (2019, "On Evaluating Adversarial Ro
   gradients the white-box attacks follow are probably masked or obfuscated (Athalye et al. 2018), and the
   white-box figures overstate robustness.
 
-The functions are pure: they take results and return small frozen records with `as_dict()` (JSON-ready) and a
-one-line `message` for the report. A result is an `AttackOutcome` or a runner row (a mapping with the per-image
-``survived`` string, else ``attacked_accuracy``). The figure compared is the attack's **robust accuracy**: the
-share of images classified correctly clean and after every attacked copy, the per-attack term of the
-worst case (`voldefense.evaluation.worst_case`); a row without per-image data falls back to its attacked
-accuracy.
+The functions are pure: they take results and return small frozen records (`voldefense.results`) with a one-line
+`message` for the report. A result is an `AttackOutcome` or a run's `Row`. The figure compared is the attack's
+**robust accuracy**: the share of images classified correctly clean and after every attacked copy, the
+per-attack term of the worst case (`voldefense.results.worst_case`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from voldefense.errors import ConfigError
+from voldefense.errors import ArgumentTypeError, ConfigError
+from voldefense.results import ConvergenceCheck, MaskingCheck, Row, share, worst_case
 
-Result = Any  # AttackOutcome | Mapping[str, Any] (a runner row)
+__all__ = [  # the check records live with the other result records; they are part of this module's API
+    "ConvergenceCheck",
+    "MaskingCheck",
+    "budget_convergence",
+    "budget_groups",
+    "double_budget",
+    "gradient_masking",
+    "masking_checks",
+    "not_doubled_reason",
+    "robust_accuracy_of",
+    "robust_mask",
+    "strongest_attack",
+]
+
+Result = Any  # AttackOutcome | voldefense.results.Row
+
+
+def robust_mask(result: Result) -> tuple[bool, ...]:
+    """Per image: classified correctly clean and after every attacked copy (a `Row`'s `survived`)."""
+    if isinstance(result, Row):
+        return result.survived
+    survived = getattr(result, "survived", None)
+    if not callable(survived):
+        raise ArgumentTypeError(
+            f"cannot read per-image outcomes from {type(result).__name__}: pass an AttackOutcome or a Row"
+        )
+    return tuple(survived())
 
 
 def robust_accuracy_of(result: Result) -> float:
     """The robust accuracy of one attack result (see the module doc)."""
-    if isinstance(result, Mapping):
-        survived = result.get("survived")
-        if isinstance(survived, str):
-            return survived.count("1") / len(survived) if survived else math.nan
-        if "attacked_accuracy" in result:
-            return float(result["attacked_accuracy"])
-        raise ConfigError("a result row needs 'survived' or 'attacked_accuracy' to be checked")
-    clean = getattr(result, "clean_correct", None)
-    adversarial = getattr(result, "adversarial_correct", None)
-    if clean is None or adversarial is None:
-        raise ConfigError(
-            f"cannot read a robust accuracy from {type(result).__name__}: pass an AttackOutcome or a result row"
-        )
-    robust = clean & adversarial.all(0)
-    return float(robust.float().mean()) if robust.numel() else math.nan
-
-
-def _robust_mask(result: Result) -> list[bool] | None:
-    if isinstance(result, Mapping):
-        survived = result.get("survived")
-        return [c == "1" for c in survived] if isinstance(survived, str) else None
-    return (result.clean_correct & result.adversarial_correct.all(0)).tolist()
-
-
-def _fmt(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{100 * value:.1f}%"
+    return share(robust_mask(result))
 
 
 # -- budget convergence -------------------------------------------------------------------------------------
@@ -132,45 +131,6 @@ def strongest_attack(results_by_attack: Mapping[str, Result]) -> str | None:
     return best
 
 
-@dataclass(frozen=True)
-class ConvergenceCheck:
-    """Rerunning `attack` with doubled budget moved robust accuracy from `base_acc` to `doubled_acc`.
-
-    `held`: True when ``drop = base_acc - doubled_acc <= tolerance``; False when it dropped more (the base
-    budget had not converged); None when the check was not applicable (`reason` says why).
-    """
-
-    held: bool | None
-    attack: str
-    base_acc: float
-    doubled_acc: float
-    drop: float
-    tolerance: float
-    reason: str = ""
-
-    @property
-    def applicable(self) -> bool:
-        return self.held is not None
-
-    @classmethod
-    def not_applicable(cls, attack: str, reason: str, tolerance: float = 0.02) -> ConvergenceCheck:
-        return cls(None, attack, math.nan, math.nan, math.nan, float(tolerance), reason)
-
-    @property
-    def message(self) -> str:
-        if self.held is None:
-            return f"budget convergence of {self.attack}: not applicable ({self.reason})"
-        verdict = "held" if self.held else "FAILED"
-        return (
-            f"budget convergence of {self.attack}: {verdict} — robust accuracy {_fmt(self.base_acc)} -> "
-            f"{_fmt(self.doubled_acc)} with twice the budget (drop {100 * self.drop:.1f} points, tolerance "
-            f"{100 * self.tolerance:.1f})"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**_finite(asdict(self)), "applicable": self.applicable, "message": self.message}
-
-
 def budget_convergence(
     outcome_base: Result, outcome_doubled: Result, tolerance: float = 0.02, *, attack: str = ""
 ) -> ConvergenceCheck:
@@ -178,8 +138,8 @@ def budget_convergence(
     images; it holds when robust accuracy drops by at most `tolerance` (a fraction, 0.02 = 2 points)."""
     if not 0.0 <= float(tolerance) < 1.0:
         raise ConfigError(f"tolerance must be a fraction in [0, 1), got {tolerance}")
-    base_mask, doubled_mask = _robust_mask(outcome_base), _robust_mask(outcome_doubled)
-    if base_mask is not None and doubled_mask is not None and len(base_mask) != len(doubled_mask):
+    base_mask, doubled_mask = robust_mask(outcome_base), robust_mask(outcome_doubled)
+    if len(base_mask) != len(doubled_mask):
         raise ConfigError(
             f"budget_convergence needs both runs on the same images ({len(base_mask)} vs {len(doubled_mask)})"
         )
@@ -189,50 +149,6 @@ def budget_convergence(
 
 
 # -- gradient masking ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MaskingCheck:
-    """Black-box vs white-box attacks at one budget (`size_unit`, `size`).
-
-    `flagged`: the best black-box attack's robust accuracy is below the best white-box attack's by more than
-    `tolerance` — a sign of gradient masking (or of weak white-box attacks). `black_box_only`: images some
-    black-box attack broke and no white-box attack did (a finer, per-image view; informative, not the flag).
-    `applicable` is False when the budget has no attack of one of the two kinds.
-    """
-
-    flagged: bool
-    applicable: bool
-    size_unit: str
-    size: float
-    best_black_box: str | None
-    best_black_box_acc: float
-    best_white_box: str | None
-    best_white_box_acc: float
-    gap: float
-    tolerance: float
-    black_box_only: int | None
-    model: str = ""
-
-    @property
-    def message(self) -> str:
-        where = f"{self.model + ' ' if self.model else ''}at {self.size_unit} {self.size:g}"
-        if not self.applicable:
-            return f"gradient masking check {where}: not applicable (needs black- and white-box attacks)"
-        if self.flagged:
-            return (
-                f"gradient masking check {where}: FLAGGED — black-box {self.best_black_box} "
-                f"({_fmt(self.best_black_box_acc)}) beats every white-box attack (best {self.best_white_box}, "
-                f"{_fmt(self.best_white_box_acc)}) by {100 * self.gap:.1f} points"
-            )
-        return (
-            f"gradient masking check {where}: ok — best white-box {self.best_white_box} "
-            f"({_fmt(self.best_white_box_acc)}) vs best black-box {self.best_black_box} "
-            f"({_fmt(self.best_black_box_acc)})"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**_finite(asdict(self)), "message": self.message}
 
 
 def gradient_masking(
@@ -261,14 +177,11 @@ def gradient_masking(
             "gradient_masking compares attacks at one budget only; got size units "
             f"{sorted(units)} and sizes {sorted(sizes)} (group them with masking_checks)"
         )
-    masks = {n: _robust_mask(r) for n, r in outcomes_by_attack.items()}
-    shared = min((len(m) for m in masks.values() if m is not None), default=0)
-    if all(m is not None for m in masks.values()) and shared:
-        # Attacks run on different numbers of images are compared on the images they share (the evaluation
-        # subset is one fixed order), as the worst case is: otherwise sample noise alone could raise the flag.
-        accs = {n: sum(m[:shared]) / shared for n, m in masks.items()}  # type: ignore[index]
-    else:
-        accs = {name: robust_accuracy_of(r) for name, r in outcomes_by_attack.items()}
+    # Attacks run on different numbers of images are compared on the images they share (the evaluation subset is
+    # one fixed order), as the worst case is: otherwise sample noise alone could raise the flag.
+    shared = min((len(m) for m in map(robust_mask, outcomes_by_attack.values())), default=0)
+    masks = {n: robust_mask(r)[:shared] for n, r in outcomes_by_attack.items()}
+    accs = {n: share(m) for n, m in masks.items()}
     black = {n: a for n, a in accs.items() if not white_box[n] and not math.isnan(a)}
     white = {n: a for n, a in accs.items() if white_box[n] and not math.isnan(a)}
     unit = next(iter(units), "")
@@ -280,12 +193,9 @@ def gradient_masking(
     best_b = min(black, key=black.__getitem__)
     best_w = min(white, key=white.__getitem__)
     gap = white[best_w] - black[best_b]
-    only: int | None = None
-    if all(m is not None for m in masks.values()):
-        n_img = shared
-        broken_b = [any(not masks[n][i] for n in black) for i in range(n_img)]  # type: ignore[index]
-        broken_w = [any(not masks[n][i] for n in white) for i in range(n_img)]  # type: ignore[index]
-        only = sum(b and not w for b, w in zip(broken_b, broken_w, strict=True))
+    survived_black = worst_case([masks[n] for n in black])
+    survived_white = worst_case([masks[n] for n in white])
+    only = sum(w and not b for b, w in zip(survived_black, survived_white, strict=True))
     return MaskingCheck(
         bool(gap > float(tolerance) + 1e-12),
         True,
@@ -307,36 +217,30 @@ def _unit(name: str, result: Result, size_unit: str | Mapping[str, str] | None) 
         return size_unit
     if isinstance(size_unit, Mapping) and name in size_unit:
         return size_unit[name]
-    return result.get("size_unit") if isinstance(result, Mapping) else None
+    return result.size_unit if isinstance(result, Row) else None
 
 
 def _size(result: Result) -> float | None:
-    size = result.get("size") if isinstance(result, Mapping) else getattr(result, "size", None)
+    size = getattr(result, "size", None)
     if size is None or (isinstance(size, float) and math.isnan(size)):
         return None
     return float(size)
 
 
-def budget_groups(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, float], dict[str, Mapping]]:
-    """Runner rows grouped per (model, size unit, size), each group keyed by attack label, in row order."""
-    groups: dict[tuple[str, str, float], dict[str, Mapping]] = {}
+def budget_groups(rows: Sequence[Row]) -> dict[tuple[str, str, float], dict[str, Row]]:
+    """A run's rows grouped per (model, size unit, size), each group keyed by attack label, in row order."""
+    groups: dict[tuple[str, str, float], dict[str, Row]] = {}
     for row in rows:
-        key = (str(row["model"]), str(row["size_unit"]), float(row["size"]))
-        groups.setdefault(key, {})[str(row["attack"])] = row
+        groups.setdefault(row.budget, {})[row.attack] = row
     return groups
 
 
 def masking_checks(
-    rows: Sequence[Mapping[str, Any]], white_box: Mapping[str, bool], *, tolerance: float = 0.02
+    rows: Sequence[Row], white_box: Mapping[str, bool], *, tolerance: float = 0.02
 ) -> list[MaskingCheck]:
-    """One `MaskingCheck` per model and budget of a run's result rows (``results["rows"]``); `white_box` maps
-    attack labels to their kind (``results["attacks"][label]["white_box"]``)."""
+    """One `MaskingCheck` per model and budget of a run's rows; `white_box` maps attack labels to their kind
+    (`AttackInfo.white_box`)."""
     return [
         gradient_masking(group, white_box, tolerance=tolerance, size_unit=unit, model=model)
         for (model, unit, _), group in budget_groups(rows).items()
     ]
-
-
-def _finite(d: dict[str, Any]) -> dict[str, Any]:
-    """NaN -> None, so `json.dumps` writes valid JSON (`null`)."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}

@@ -24,6 +24,8 @@ from torch import nn
 
 from voldefense.attacks.base import Attack, AttackResult, predict_logits, preserve_mode
 from voldefense.errors import ConfigError, TensorError, UsageError
+from voldefense.results import share
+from voldefense.results import worst_case as results_worst_case
 
 
 @dataclass
@@ -53,6 +55,10 @@ class AttackOutcome:
 
     def summary(self) -> AttackSummary:
         return summarize(self)
+
+    def survived(self) -> tuple[bool, ...]:
+        """Per image: classified correctly clean and after every attacked copy (the per-attack robust term)."""
+        return tuple((self.clean_correct & self.adversarial_correct.all(0)).tolist())
 
 
 @dataclass(frozen=True)
@@ -182,12 +188,10 @@ def worst_case(outcomes: Sequence[AttackOutcome]) -> WorstCase:
             raise ConfigError(
                 "worst_case needs outcomes on the same images in the same order (labels differ)"
             )
-    robust = first.clean_correct.clone()
-    for outcome in outcomes:
-        robust &= outcome.clean_correct & outcome.adversarial_correct.all(0)
+    robust = torch.tensor(results_worst_case([o.survived() for o in outcomes]), dtype=torch.bool)
     b = first.num_images
     return WorstCase(
         robust=robust,
-        robust_accuracy=float(robust.float().mean()) if b else math.nan,
+        robust_accuracy=share(robust.tolist()),
         clean_accuracy=float(first.clean_correct.float().mean()) if b else math.nan,
     )

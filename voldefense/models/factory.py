@@ -28,13 +28,16 @@ from torch import nn
 from voldefense.errors import ConfigError
 from voldefense.models.user import build_user_model, is_import_path
 from voldefense.registry import get_registry
-from voldefense.specs import build_with_options
+from voldefense.specs import BackboneSpec, build_with_options
 
 CONVERTER_OPTIONS = ("depth_kernel", "pool_depth", "num_patches", "fold")
 
 
-def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any) -> nn.Module:
-    """Build backbone `name` from the registry: f for ``dims=2``, its 3D counterpart for ``dims=3``.
+def build_model(
+    name: str | BackboneSpec, dims: int = 2, num_classes: int = 10, *, registry: Any = None, **options: Any
+) -> nn.Module:
+    """Build backbone `name` (a `BackboneSpec`, or a name looked up in `registry`, the process-wide registry when
+    none is given): f for ``dims=2``, its 3D counterpart for ``dims=3``.
 
     `name` may also be an import path ``"package.module:function"`` of a user's own 2D model (see
     `voldefense.models.user`); its options are the function's arguments, and g is f run on each patch (depth
@@ -50,13 +53,17 @@ def build_model(name: str, dims: int = 2, num_classes: int = 10, **options: Any)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, not {num_classes!r}")
     converter_options = {key: options.pop(key) for key in CONVERTER_OPTIONS if key in options}
-    if is_import_path(name):
+    if isinstance(name, str) and is_import_path(name):
         # A user's own model ("package.module:function"): no plugin package needed, the generic converter.
         in_channels = options.pop("in_channels", 3)
         model = build_user_model(name, options, num_classes=num_classes, in_channels=in_channels)
         converter: Any = None
     else:
-        spec = get_registry().get("backbone", name)
+        if isinstance(name, BackboneSpec):
+            spec = name
+        else:
+            spec = (registry if registry is not None else get_registry()).get("backbone", name)
+        name = spec.name
         model = build_with_options(spec.factory, options, what=f"backbone {name!r}", num_classes=num_classes)
         converter = spec.converter
     if dims == 2:
