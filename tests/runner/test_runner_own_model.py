@@ -17,7 +17,7 @@ from voldefense.run import run
 from voldefense.run.contenders import build_contenders
 from voldefense.run.data import load_data
 from voldefense.run.resolve import resolve
-from voldefense.warm_start import prepare_own_models
+from voldefense.run.warm_start import prepare_own_models
 
 REPO = Path(__file__).parents[2]
 

@@ -21,7 +21,7 @@ from voldefense.run.fit import Fitter
 from voldefense.run.grid import Certifier, EvalTarget
 from voldefense.run.paths import signature
 from voldefense.run.resolve import Resolved
-from voldefense.warm_start import describe_init, prepare_training
+from voldefense.run.warm_start import describe_init, prepare_training
 
 
 class Contender(Protocol):

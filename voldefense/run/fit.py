@@ -64,7 +64,7 @@ class Fitter:
         prepare: Callable[[], bool] | None = None,
     ) -> list[dict[str, Any]]:
         """Train `model` (or load its finished checkpoint); returns its per-epoch history. `prepare()` runs just
-        before training and returns True when there is nothing to train (`voldefense.warm_start`)."""
+        before training and returns True when there is nothing to train (`voldefense.run.warm_start`)."""
         checkpoint = self.paths.checkpoint(name)
         resume = self.mode == "resume"
         history = load_finished(checkpoint, signature, model) if self.mode != "train" else None

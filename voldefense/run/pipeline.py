@@ -43,8 +43,8 @@ from voldefense.run.grid import (
 from voldefense.run.paths import RunPaths, prepare_output, read_metrics
 from voldefense.run.resolve import Resolved, check_against_data, resolve
 from voldefense.run.rigor import convergence_checks, with_checks
+from voldefense.run.warm_start import prepare_own_models
 from voldefense.training import EpochCallback
-from voldefense.warm_start import prepare_own_models
 
 logger = logging.getLogger(__name__)
 
