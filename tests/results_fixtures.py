@@ -62,8 +62,10 @@ def results_fixture() -> RunResults:
     return RunResults(
         dataset=DatasetInfo("synthetic", 10, (3, 32, 32)),
         models={
-            "f": ModelEntry("f", "undefended 2D vgg16", 1000, epochs=2, clean_accuracy=0.9),
-            "g": ModelEntry("g", "volumized 3D vgg16", 3000, epochs=2, clean_accuracy=0.8),
+            "f": ModelEntry(
+                "f", "undefended 2D vgg16", 1000, {"loss": "cross_entropy", "loss_target": "image"}, 2, None, 0.9, 3
+            ),
+            "g": ModelEntry("g", "volumized 3D vgg16", 3000, {"loss": "pal", "loss_target": "patch"}, 2, None, 0.8, 3),
             "median": ModelEntry(
                 "defense",
                 "median filter + f",

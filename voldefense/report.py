@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from voldefense.results import ModelEntry, RunResults, WorstCaseCell
+from voldefense.verdict import NON_ADAPTIVE_NOTE, verdict_lines
 
 
 def _pct(value: Any) -> str:
@@ -106,7 +107,20 @@ def _worst_cell(cell: WorstCaseCell | None, entry: ModelEntry) -> str:
     text = _pct(cell.robust_accuracy)
     if entry.clean_images is not None and cell.images < entry.clean_images:
         text += f" (n={cell.images})"
-    return text
+    return text if cell.adaptive else text + " †"
+
+
+def copies_note(results: RunResults, label: str) -> str:
+    """For an attack with several attacked copies per image (random_pixels: 5): its two figures are defined
+    differently, and the difference is named where both appear."""
+    copies = sorted({r.num_copies for r in results.rows if r.attack == label})
+    if not copies or copies == [1]:
+        return ""
+    count = "/".join(str(c) for c in copies)
+    return (
+        f"`acc %` here averages the {count} attacked copies of each image (the paper's protocol); the worst case "
+        "and the rigor checks count an image as robust only if it survives every copy, so they read lower."
+    )
 
 
 def main_table(results: RunResults) -> list[str]:
@@ -293,13 +307,27 @@ def render_report(results: RunResults, metrics: Sequence[dict[str, Any]] = ()) -
         "Accuracies in %; δ = attacked − clean accuracy (points); DSR = defense success rate, the share of "
         "clean-correct images still correct after the attack. Definitions: docs/evaluation.md.",
         "",
+    ]
+    verdict = verdict_lines(results)
+    if verdict:
+        lines += [
+            "## Verdict",
+            "",
+            "Each defended model against the undefended f: clean accuracy and worst-case robust accuracy (an image "
+            "counts only if it survived every attack at that budget), each with the number of images n and its "
+            "95% Wilson interval.",
+            *verdict,
+            "",
+        ]
+    lines += [
         "## Results",
         "",
         "One row per model: the undefended f, the volumized g, g's ablations (g_<ablation>) and the baseline "
         "defenses, on the same images with the same attacks. Worst case: an image counts only if it is "
         "correct clean and after every attack at that budget, over the images all of them ran on; `(n=K)` marks "
-        "a budget whose attacks shared only K images, fewer than the clean column's. Certified: correct and "
-        "provably robust to any square patch of that size.",
+        "a budget whose attacks shared only K images, fewer than the clean column's; † a budget only "
+        "non-adaptive attacks reached (an upper bound). Certified: correct and provably robust to any square patch "
+        "of that size.",
         "",
         *main_table(results),
         "",
@@ -317,6 +345,8 @@ def render_report(results: RunResults, metrics: Sequence[dict[str, Any]] = ()) -
             "",
             *worst_case_table(results),
         ]
+        if any(not c.adaptive for c in results.worst_case):
+            lines += ["", NON_ADAPTIVE_NOTE]
     certified = certified_table(results)
     if certified:
         lines += [
@@ -338,6 +368,7 @@ def render_report(results: RunResults, metrics: Sequence[dict[str, Any]] = ()) -
             "",
             f"## Attack `{label}` ({info.plugin}, {kind}, {info.images} images{options})",
             "",
+            *([copies_note(results, label), ""] if copies_note(results, label) else []),
             *attack_table(results, label),
         ]
     if metrics:

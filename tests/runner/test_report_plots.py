@@ -71,7 +71,7 @@ def test_report_has_a_row_per_model_and_a_column_per_metric():
     worst = text.split("## Worst-case")[1].split("##")[0]
     assert "| | 1 px | 4 px | 4% area |".replace("| |", "|  |") in worst
     assert "| **f** | 25.0 | — | 0.0 |" in worst
-    assert "| **g** | 50.0 | 66.7 | 50.0 |" in worst
+    assert "| **g** | 50.0 | 66.7 † | 50.0 |" in worst  # random_pixels alone at 4 px: marked
     sparse = text.split("## Attack `sparse_pgd`")[1].split("##")[0]
     assert "white-box" in sparse
     assert "| **g** | 90.0 | 75.0 | -15.0 | 83.3 |" in sparse
@@ -94,3 +94,49 @@ def test_plots_skip_what_has_no_data(tmp_path):
     results = results_fixture()
     results = dataclasses.replace(results, rows=tuple(r for r in results.rows if r.size_unit == "pixels"))
     assert [p.name for p in write_plots(results, [], tmp_path)] == ["robustness_pixels.png"]
+
+
+def test_report_opens_with_the_verdict():
+    text = render_report(results_fixture())
+    assert text.index("## Verdict") < text.index("## Results")
+    verdict = text.split("## Verdict")[1].split("## Results")[0]
+    said = "**g** (volumized 3D vgg16): g is more robust than f at every budget measured; the 95% intervals overlap"
+    assert said in verdict
+    assert "| clean accuracy | 80.0% [" in verdict
+    assert "| worst case 1 px | 50.0% [15.0, 85.0] (n=4) | 25.0% [4.6, 69.9] (n=4) | +25.0 points |" in verdict
+
+
+def test_a_budget_reached_only_by_non_adaptive_attacks_is_marked():
+    text = render_report(results_fixture())
+    worst = text.split("## Worst-case")[1].split("##")[0]
+    assert "| **g** | 50.0 | 66.7 † | 50.0 |" in worst and "† only non-adaptive attacks" in worst
+    main = text.split("## Results")[1].split("## Models")[0]
+    assert "66.7 †" in main
+
+
+def test_the_two_definitions_of_a_multi_copy_attack_are_named():
+    results = results_fixture()
+    rows = tuple(dataclasses.replace(r, num_copies=5) if r.attack == "random_pixels" else r for r in results.rows)
+    text = render_report(dataclasses.replace(results, rows=rows))
+    section = text.split("## Attack `random_pixels`")[1].split("##")[0]
+    assert "averages the 5 attacked copies of each image" in section and "survives every copy" in section
+    assert "attacked copies" not in text.split("## Attack `sparse_pgd`")[1].split("##")[0]
+
+
+def test_the_worst_case_plot_keeps_non_adaptive_budgets_apart():
+    from voldefense.plots import worst_case_points
+
+    points = worst_case_points(results_fixture(), "pixels")
+    assert points["g"] == [(1.0, 0.5, True), (4.0, 2 / 3, False)]  # the 4-px point is kept, marked
+
+
+def test_pal_and_cross_entropy_never_share_a_loss_axis():
+    from voldefense.plots import loss_panels, model_losses
+
+    metrics = [{"model": m, "epoch": 1, "loss": 1.0} for m in ("f", "g", "median")]
+    losses = model_losses(results_fixture())
+    assert losses == {"f": ("cross_entropy", "image"), "g": ("pal", "patch"), "median": ("cross_entropy", "image")}
+    assert loss_panels(metrics, losses) == [
+        ("training loss: cross_entropy", ["f", "median"]),
+        ("training loss: pal (summed over patches)", ["g"]),
+    ]

@@ -206,7 +206,12 @@ def build_f(resolved: Resolved, data: RunData) -> Network:
     description = f"undefended 2D {architecture_name(config)}"
     if curriculum:
         description += f", curriculum by {config.syllabus.metric}"
-    details = {"backbone": architecture_name(config), "loss": config.loss.f, "curriculum": curriculum}
+    details = {
+        "backbone": architecture_name(config),
+        "loss": config.loss.f,
+        "loss_target": loss_spec.target,
+        "curriculum": curriculum,
+    }
     return Network("f", "f", model, loss, loss_spec.target, curriculum, description, signature(config, "f"), details)
 
 
@@ -258,7 +263,7 @@ def build_g(resolved: Resolved, data: RunData, name: str = "g") -> Network:
         # Loss and curriculum do not change the architecture, but a checkpoint of one ablation must never be
         # mistaken for another's.
         signature(config, kind, recipe.ablation),
-        _g_details(resolved, recipe, num_patches),
+        {**_g_details(resolved, recipe, num_patches), "loss_target": loss_spec.target},
         certify,
         reason,
     )
