@@ -43,8 +43,10 @@ def _to_plain(value: Any) -> Any:
 
 
 def to_dict(results: RunResults) -> dict[str, Any]:
-    """The JSON form of `results` (version `RESULTS_VERSION`)."""
-    out = _plain(results)
+    """The JSON form of `results` (version `RESULTS_VERSION`), the version and completeness first so a reader
+    sees them at the top of the file."""
+    plain = _plain(results)
+    out = {"version": plain.pop("version"), "complete": plain.pop("complete"), **plain}
     out["convergence"] = [
         {
             "model": c.model,
