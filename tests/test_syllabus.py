@@ -137,3 +137,24 @@ def test_within_batch_order_does_not_change_a_mean_reduced_gradient():
         torch.nn.functional.cross_entropy(model(x[perm]), y[perm]).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_stratified_pacing_admits_the_same_share_of_every_class():
+    # A global ranking that puts all of class 0 first: unstratified pacing starts with class 0 alone.
+    labels = torch.tensor([0] * 6 + [1] * 6)
+    order = torch.arange(12)
+    plain = CurriculumSampler(order, start_fraction=0.5, pacing_epochs=2)
+    assert labels[plain.indices(0)].bincount(minlength=2).tolist() == [6, 0]
+    strat = CurriculumSampler(order, start_fraction=0.5, pacing_epochs=2, labels=labels, stratify=True)
+    served = strat.indices(0)
+    assert labels[served].bincount().tolist() == [3, 3]
+    assert sorted(served.tolist()) == [0, 1, 2, 6, 7, 8]  # each class's own simplest half, in rank order
+    assert len(strat) == 6 and strat.pool_size(2) == 12 and sorted(strat.indices(2).tolist()) == list(range(12))
+    assert strat.indices(0).tolist() == served.tolist()  # deterministic per (seed, epoch)
+
+
+def test_stratify_needs_labels_covering_the_order():
+    with pytest.raises(ConfigError, match="needs labels"):
+        CurriculumSampler(torch.arange(4), stratify=True)
+    with pytest.raises(ConfigError, match="one class per sample"):
+        CurriculumSampler(torch.arange(4), labels=torch.zeros(3, dtype=torch.long), stratify=True)

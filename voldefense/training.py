@@ -17,13 +17,14 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
 
 from voldefense.checkpoint import load_checkpoint, load_into, rng_state, save_checkpoint, set_rng_state
 from voldefense.config.schema import OptimizerConfig, ScheduleConfig, TrainingConfig
 from voldefense.distributed import DistContext, RankSlice
 from voldefense.errors import CheckpointError, TrainingError
+from voldefense.train_data import batches
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class TrainJob:
     # ``transform(model, images, labels, generator) -> inputs``: what the model is trained on for each batch
     # (a baseline defense's ablation or adversarial perturbation; `voldefense.defenses.BatchTransform`).
     transform: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    # One class index per dataset sample (`voldefense.train_data.dataset_labels`): when given, each epoch's record
+    # says which share of every class the model actually saw (a paced curriculum admits only part of the set).
+    labels: torch.Tensor | None = None
 
 
 def build_optimizer(params: Sequence[nn.Parameter] | Any, config: OptimizerConfig) -> torch.optim.Optimizer:
@@ -134,6 +138,18 @@ def augment(images: torch.Tensor, mode: str) -> torch.Tensor:
         images = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2)
     flip = (torch.rand(b) < 0.5).to(images.device)
     return torch.where(flip.view(b, 1, 1, 1), images.flip(-1), images)
+
+
+def seen_share(per_class: Sequence[float], class_sizes: torch.Tensor, count: float) -> dict[str, float]:
+    """What an epoch actually trained on: the share of the training set seen and the smallest and largest share of
+    any one class's images (equal when the curriculum is stratified or absent; unequal = a skewed class mix)."""
+    shares = torch.tensor(per_class, dtype=torch.float64) / class_sizes.clamp(min=1)
+    present = class_sizes > 0
+    return {
+        "train_fraction": float(count) / max(float(class_sizes.sum()), 1.0),
+        "train_class_share_min": float(shares[present].min()),
+        "train_class_share_max": float(shares[present].max()),
+    }
 
 
 def _accuracy_count(outputs: torch.Tensor, labels: torch.Tensor) -> int:
@@ -194,6 +210,9 @@ def train(
     on rank 0). The model is left on `device` in eval mode with its final weights.
     """
     model = job.model.to(device)
+    cuda = device.type == "cuda"
+    if cuda:  # NHWC convolutions are faster on tensor cores; 5D (3D) weights are left as they are
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), optimizer_config)
     scheduler = build_scheduler(optimizer, schedule_config, config.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
@@ -206,20 +225,22 @@ def train(
         device_ids = [device.index] if device.type == "cuda" else None
         view = nn.parallel.DistributedDataParallel(view, device_ids=device_ids)
     sampler: Sampler[int] = RankSlice(job.sampler, context.rank, context.world_size) if context.enabled else job.sampler
-    loader = DataLoader(
+    loader = batches(
         job.dataset,
+        sampler,
         batch_size=config.batch_size,
-        sampler=sampler,
+        device=device,
+        on_device=config.data_on_device,
         num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
     )
+    class_sizes = torch.bincount(job.labels).double() if job.labels is not None else None
     for epoch in range(start, config.epochs):
         started = time.perf_counter()
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         model.train()
         totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
+        seen = torch.zeros(len(class_sizes) if class_sizes is not None else 0, dtype=torch.long, device=device)
         bar = tqdm(
             loader,
             desc=f"{job.name} epoch {epoch + 1}/{config.epochs}",
@@ -232,6 +253,10 @@ def train(
         for step, (images, labels) in enumerate(bar, start=1):
             images = augment(images.to(device, non_blocking=True), config.augment)
             labels = labels.to(device, non_blocking=True)
+            if cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            if class_sizes is not None:
+                seen += torch.bincount(labels, minlength=seen.numel())[: seen.numel()]
             if job.transform is not None:
                 images = job.transform(model, images, labels, generator)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
@@ -255,7 +280,7 @@ def train(
             totals[2] += len(labels)
             bar.set_postfix(loss=f"{totals[0] / totals[2]:.3f}")
         scheduler.step()
-        loss_sum, correct, count = context.all_reduce_sum(totals, device)
+        loss_sum, correct, count, *per_class = context.all_reduce_sum(totals + seen.tolist(), device)
         record: EpochRecord = {
             "model": job.name,
             "epoch": epoch + 1,
@@ -264,6 +289,8 @@ def train(
             "lr": lr,
             "train_images": int(count),
         }
+        if class_sizes is not None:
+            record.update(seen_share(per_class, class_sizes, count))
         model.eval()
         last = epoch + 1 == config.epochs
         if context.is_main and validate is not None and ((epoch + 1) % config.validate_every == 0 or last):

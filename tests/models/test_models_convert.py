@@ -142,3 +142,19 @@ def test_rejects_non_volume_input():
     g = convert_to_3d(tiny_cnn(3, width=4))
     with pytest.raises(ValueError, match="volumes"):
         g(torch.rand(2, 3, 16, 16))
+
+
+def test_depth_init_draws_off_centre_taps_at_a_scale_of_the_centre_slice():
+    torch.manual_seed(0)
+    model = build_model("vgg16", dims=2, num_classes=3, width=0.125, stem="small")
+    zero = convert_to_3d(model, depth_kernel=3)
+    torch.manual_seed(1)
+    drawn = convert_to_3d(model, depth_kernel=3, depth_init=0.5)
+    conv_zero = next(m for m in zero.modules() if isinstance(m, nn.Conv3d))
+    conv = next(m for m in drawn.modules() if isinstance(m, nn.Conv3d))
+    torch.testing.assert_close(conv.weight[:, :, 1], conv_zero.weight[:, :, 1])  # the centre is f's kernel
+    assert conv_zero.weight[:, :, 0].abs().max() == 0
+    ratio = float(conv.weight[:, :, 0].detach().std() / conv.weight[:, :, 1].detach().std())
+    assert 0.35 < ratio < 0.65
+    with pytest.raises(ConfigError, match="depth_init"):
+        convert_to_3d(model, depth_init=-1)

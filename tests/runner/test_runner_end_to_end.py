@@ -60,8 +60,14 @@ def test_metrics_have_a_row_per_model_and_epoch_with_figure_2_values(tiny_run):
     for row in rows:
         assert row["loss"] > 0 and 0 <= row["val_accuracy"] <= 1 and 0 <= row["train_accuracy"] <= 1
         assert "val_defense_success_rate" in row
-    # f is the plain control (all 64 images each epoch); g's curriculum admits half the set in epoch 1
-    assert [r["train_images"] for r in rows] == [64, 64, 32, 64]
+    # f is the plain control (all 64 images each epoch); g's curriculum admits half of each class in epoch 1
+    images = [r["train_images"] for r in rows]
+    assert images[:2] == [64, 64] and 32 <= images[2] <= 36 and images[3] == 64
+    g1 = rows[2]
+    assert g1["train_fraction"] == images[2] / 64
+    # stratified: every class admitted its own simplest half (up to rounding of a handful of images per class)
+    assert 0.4 <= g1["train_class_share_min"] <= 0.5 <= g1["train_class_share_max"] <= 0.6
+    assert rows[0]["train_class_share_min"] == rows[0]["train_class_share_max"] == 1.0
 
 
 def test_results_have_every_attack_size_and_model(tiny_run):

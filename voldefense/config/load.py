@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import logging
 import math
 import re
 import types
@@ -25,6 +26,8 @@ import yaml
 
 from voldefense.config.schema import Config
 from voldefense.errors import ConfigError, UnknownPluginError
+
+logger = logging.getLogger(__name__)
 
 
 def _short(value: Any) -> str:
@@ -437,6 +440,10 @@ def check_config(config: Config, *, registry: Any = None) -> None:
     for model in syl.apply_to:
         if model not in ("f", "g"):
             raise _fail("syllabus.apply_to", model, "'f' or 'g'")
+    from voldefense.config.training_checks import training_warnings
+
+    for line in training_warnings(config):
+        logger.warning("%s", line)
 
 
 def _check_backbone(config: Config, registry: Any) -> None:

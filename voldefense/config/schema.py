@@ -72,6 +72,11 @@ class SyllabusConfig:
     steps: int = opt(4, "number of equal jumps of the 'step' schedule", min=1)
     start_fraction: float = opt(0.25, "share of the ordered data in the pool at the first epoch", gt=0.0, max=1.0)
     pacing_epochs: int = opt(5, "epochs until the whole training set is in use", min=0)
+    stratify: bool = opt(
+        True,
+        "pace each class separately (every class admits the same share of its own simplest images), so the "
+        "curriculum never skews the class mix; false = one global ranking (low-entropy classes come first)",
+    )
 
 
 @dataclass
@@ -128,6 +133,17 @@ class OptimizerConfig:
 
 
 @dataclass
+class OptimizerOverride:
+    """Per-model optimizer settings: each key left null takes the value of the shared `optimizer` section."""
+
+    name: Literal["sgd", "adam", "adamw"] | None = opt(None, "optimizer; null = optimizer.name")
+    lr: float | None = opt(None, "learning rate; null = optimizer.lr", gt=0.0)
+    momentum: float | None = opt(None, "SGD momentum; null = optimizer.momentum", min=0.0, max=1.0)
+    nesterov: bool | None = opt(None, "SGD Nesterov momentum; null = optimizer.nesterov")
+    weight_decay: float | None = opt(None, "weight decay; null = optimizer.weight_decay", min=0.0)
+
+
+@dataclass
 class ScheduleConfig:
     name: Literal["constant", "cosine", "step"] = opt("cosine", "learning-rate schedule, stepped once per epoch")
     warmup_epochs: int = opt(0, "linear warm-up epochs before the schedule", min=0)
@@ -156,6 +172,11 @@ class TrainingConfig:
     g_init_rule: Literal["centre", "spread"] = opt(
         "centre",
         "how a 2D kernel fills g's depth kernel: 'centre' (g starts as f on each patch) or 'spread' (I3D's rule)",
+    )
+    data_on_device: Literal["auto"] | bool = opt(
+        "auto",
+        "hold in-memory uint8 training sets on the device and crop/flip there (no per-image Python work); "
+        "'auto' = whenever the dataset is an in-memory tensor set",
     )
 
 
@@ -226,7 +247,10 @@ class Config:
     syllabus: SyllabusConfig = opt(factory=SyllabusConfig, doc="curriculum")
     model: ModelConfig = opt(factory=ModelConfig, doc="backbone and aggregation")
     loss: LossConfig = opt(factory=LossConfig, doc="losses of f and g")
-    optimizer: OptimizerConfig = opt(factory=OptimizerConfig, doc="optimizer")
+    optimizer: OptimizerConfig = opt(factory=OptimizerConfig, doc="optimizer (of f, and of g unless optimizer_g)")
+    optimizer_g: OptimizerOverride = opt(
+        factory=OptimizerOverride, doc="g's (and its ablations') optimizer: keys set here override `optimizer`"
+    )
     schedule: ScheduleConfig = opt(factory=ScheduleConfig, doc="learning-rate schedule")
     training: TrainingConfig = opt(factory=TrainingConfig, doc="training")
     attacks: list[AttackConfig] = opt(factory=list, doc="attacks run after training, each at each size")

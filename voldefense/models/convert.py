@@ -25,8 +25,10 @@ convolutions). Strided convolutions never stride along the patch axis.
 `depth_kernel` (dk) is the kernel extent along the patch axis: an odd integer (padding dk // 2 keeps the
 number of patches) or `"full"`, a kernel of extent 2N - 1 with padding N - 1, so every output patch sees all
 N input patches and the depth stays N. The 3D kernel starts as the 2D kernel in its centre depth slice and
-zeros
-elsewhere: at initialisation g computes f on each patch, and the cross-patch weights are learned.
+zeros elsewhere ("identity-like"): at initialisation g computes f on each patch, and the cross-patch weights are
+learned. `depth_init` > 0 instead draws the off-centre taps from a normal distribution with `depth_init` times
+the standard deviation of the centre slice (per layer); docs/models.md ("Training g") records that it did not
+train measurably better.
 
 With `depth_kernel=1` and no depth pooling g is f applied to every patch: `build_model` then runs f itself on
 the patches folded into the batch (`voldefense.models.patchwise.Patchwise`), with no conversion, unless asked
@@ -215,7 +217,9 @@ class _Converter:
         depth_padding: int,
         pool_depth: bool,
         rules: Mapping[type[nn.Module], ConversionRule] | None = None,
+        depth_init: float = 0.0,
     ):
+        self.depth_init = depth_init
         self.dk = depth_kernel
         self.pd = depth_padding
         self.pool_depth = pool_depth
@@ -265,6 +269,8 @@ class _Converter:
         with torch.no_grad():
             # Centre-slice initialisation: g starts as f on every patch (see the module docstring).
             new.weight.zero_()
+            if self.depth_init > 0 and self.dk > 1:
+                new.weight.normal_(0.0, self.depth_init * float(m.weight.std()))
             new.weight[:, :, self.dk // 2].copy_(m.weight)
             if m.bias is not None:
                 new.bias.copy_(m.bias)
@@ -457,17 +463,22 @@ def convert_to_3d(
     pool_depth: bool = False,
     num_patches: int | None = None,
     rules: Mapping[type[nn.Module], ConversionRule] | None = None,
+    depth_init: float = 0.0,
 ) -> Converted3d:
     """Convert a 2D image classifier (images → logits `(B, K)`) into a 3D one (volumes → logits `(B, N', K)`).
 
     The input model is not modified. A layer that cannot be converted raises a `ConfigError` naming its dotted
     path and type. `rules` maps exact layer types to converter rules ``rule(layer_2d, context) -> layer_3d``
     (`ConversionContext`); they, and a layer's own ``voldefense_to_3d`` method, take precedence over the built-in
-    rules.
+    rules. `depth_init`: 0 (default) starts the off-centre depth taps of converted convolutions at zero (g = f on
+    each patch); > 0 draws them with that multiple of each layer's centre-slice standard deviation.
     """
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"convert_to_3d needs an nn.Module, got {type(model).__name__}")
     if not isinstance(pool_depth, bool):
         raise ConfigError(f"pool_depth must be true or false, not {pool_depth!r}")
     dk, pd = check_depth_kernel(depth_kernel, num_patches)
-    return Converted3d(_Converter(dk, pd, pool_depth, rules).convert(copy.deepcopy(model), ""))
+    if isinstance(depth_init, bool) or not isinstance(depth_init, int | float) or not 0 <= depth_init <= 10:
+        raise ConfigError(f"depth_init must be a number in [0, 10] (0 = zero off-centre taps), not {depth_init!r}")
+    converter = _Converter(dk, pd, pool_depth, rules, float(depth_init))
+    return Converted3d(converter.convert(copy.deepcopy(model), ""))

@@ -30,7 +30,7 @@ from voldefense.models.user import build_user_model, is_import_path
 from voldefense.registry import get_registry
 from voldefense.specs import BackboneSpec, build_with_options
 
-CONVERTER_OPTIONS = ("depth_kernel", "pool_depth", "num_patches", "fold")
+CONVERTER_OPTIONS = ("depth_kernel", "pool_depth", "num_patches", "fold", "depth_init")
 
 
 def build_model(

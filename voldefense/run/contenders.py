@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from voldefense.config.schema import Config
+from voldefense.config.training_checks import optimizer_for
 from voldefense.results import ModelEntry
 from voldefense.run.ablations import ABLATIONS, GRecipe
 from voldefense.run.data import RunData
@@ -75,6 +76,7 @@ class Network:
             self.signature,
             curriculum=self.curriculum,
             prepare=prepare,
+            optimizer=optimizer_for(fitter.config, self.kind),
         )
 
     def target(self) -> EvalTarget:

@@ -23,6 +23,7 @@ from voldefense.errors import CheckpointError
 from voldefense.run.data import RunData, train_images_for_curriculum
 from voldefense.run.paths import RunPaths, append_metrics, rewrite_metrics
 from voldefense.run.resolve import Resolved
+from voldefense.train_data import dataset_labels
 from voldefense.training import EpochCallback, ShuffleSampler, TrainJob, train
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,11 @@ class Fitter:
         validate: bool = True,
         transform: Any = None,
         prepare: Callable[[], bool] | None = None,
+        optimizer: Any = None,
     ) -> list[dict[str, Any]]:
         """Train `model` (or load its finished checkpoint); returns its per-epoch history. `prepare()` runs just
-        before training and returns True when there is nothing to train (`voldefense.run.warm_start`)."""
+        before training and returns True when there is nothing to train (`voldefense.run.warm_start`).
+        `optimizer`: this model's `OptimizerConfig` (g's from `optimizer_for`); None = the shared `optimizer`."""
         checkpoint = self.paths.checkpoint(name)
         resume = self.mode == "resume"
         history = load_finished(checkpoint, signature, model) if self.mode != "train" else None
@@ -85,13 +88,22 @@ class Fitter:
             rewrite_metrics(self.paths, name, list(load_checkpoint(checkpoint).get("history", [])))
         sampler = self.curriculum_sampler() if curriculum else self.shuffle_sampler()
         job = TrainJob(
-            name, model, loss, loss_target, self.data.train, sampler, checkpoint, signature, transform=transform
+            name,
+            model,
+            loss,
+            loss_target,
+            self.data.train,
+            sampler,
+            checkpoint,
+            signature,
+            transform=transform,
+            labels=dataset_labels(self.data.train),
         )
         config = self.config
         return train(
             job,
             config.training,
-            config.optimizer,
+            optimizer if optimizer is not None else config.optimizer,
             config.schedule,
             device=self.device,
             amp=self.amp,
@@ -132,6 +144,8 @@ class Fitter:
             seed=self.config.training.seed,
             schedule=syl.schedule,
             steps=syl.steps,
+            labels=dataset_labels(self.data.train) if syl.stratify else None,
+            stratify=syl.stratify,
         )
 
     def validator(self) -> Callable[[nn.Module, int], dict[str, float]]:

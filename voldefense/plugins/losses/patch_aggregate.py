@@ -13,6 +13,6 @@ def voldefense_losses() -> Iterable[LossSpec]:
     yield LossSpec(
         name="pal",
         factory=lazy_factory("voldefense.models.losses:PatchAggregateLoss"),
-        description="Patch Aggregate Loss: sum over patches of per-patch cross-entropy, mean over the batch",
+        description="Patch Aggregate Loss: per-patch cross-entropy, mean over patches (sum: option) and batch",
         target="patch",
     )
