@@ -65,6 +65,11 @@ def test_model_names_are_f_g_ablations_then_defenses(fresh_registry):
             {"ablations": ["no_curriculum"], "syllabus": {"apply_to": ["f"]}},
             "ablations[0]: 'no_curriculum' would equal g",
         ),
+        ({"ablations": ["depth_kernel_3"]}, "ablations[0]: 'depth_kernel_3' would equal g (model.depth_kernel"),
+        (
+            {"ablations": ["depth_kernel_full"], "model": {"depth_kernel": "full"}},
+            "ablations[0]: 'depth_kernel_full' would equal g",
+        ),
         (
             {"defenses": [{"name": "median"}]},
             "defenses[0].name: unknown defense 'median'; did you mean 'median_filter'?",

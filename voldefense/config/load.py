@@ -544,6 +544,8 @@ def _check_ablations(config: Config, registry: Any) -> None:
             "identity_order": config.volumizer.ranking == "identity",
             "random_order": config.volumizer.ranking == "random",
             "no_curriculum": not (config.syllabus.enabled and "g" in config.syllabus.apply_to),
+            "depth_kernel_3": config.model.depth_kernel == 3,
+            "depth_kernel_full": config.model.depth_kernel == "full",
         }
         if ablation == "no_pal":
             same["no_pal"] = _spec(registry, "loss", config.loss.g, "loss.g").target == "image"
@@ -553,6 +555,8 @@ def _check_ablations(config: Config, registry: Any) -> None:
                 "random_order": "volumizer.ranking is already 'random'",
                 "no_pal": f"loss.g {config.loss.g!r} is already an image loss",
                 "no_curriculum": "g is already trained without the curriculum",
+                "depth_kernel_3": "model.depth_kernel is already 3",
+                "depth_kernel_full": "model.depth_kernel is already 'full'",
             }[ablation]
             raise ConfigError(f"{path}: {ablation!r} would equal g ({setting}); remove it or change g's setting")
 

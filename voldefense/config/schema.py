@@ -13,8 +13,15 @@ from typing import Any, Literal
 
 Order = Literal["ascending", "descending", "simple_first", "complex_first"]
 ModelKind = Literal["f", "g"]
-Ablation = Literal["identity_order", "random_order", "no_pal", "no_curriculum"]
-ABLATIONS: tuple[str, ...] = ("identity_order", "random_order", "no_pal", "no_curriculum")
+Ablation = Literal["identity_order", "random_order", "no_pal", "no_curriculum", "depth_kernel_3", "depth_kernel_full"]
+ABLATIONS: tuple[str, ...] = (
+    "identity_order",
+    "random_order",
+    "no_pal",
+    "no_curriculum",
+    "depth_kernel_3",
+    "depth_kernel_full",
+)
 
 
 def opt(default: Any = None, doc: str = "", *, factory: Any = None, **limits: Any) -> Any:

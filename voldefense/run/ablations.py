@@ -16,13 +16,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GRecipe:
-    """What distinguishes g from its ablations: patch order, loss and curriculum."""
+    """What distinguishes g from its ablations: patch order, loss, curriculum and depth kernel."""
 
     ranking: str
     loss: str
     loss_options: dict[str, Any] = field(default_factory=dict)
     curriculum: bool = True
     ablation: str | None = None
+    depth_kernel: int | str | None = None  # None: model.depth_kernel
 
 
 def g_recipe(config: Config) -> GRecipe:
@@ -78,5 +79,15 @@ ABLATIONS: dict[str, Ablation] = {
             {"loss": "cross_entropy", "loss_options": {}},
         ),
         Ablation("no_curriculum", "trained on a plain shuffle instead of the curriculum", {"curriculum": False}),
+        Ablation(
+            "depth_kernel_3",
+            "3-deep kernels along the patch axis: each patch also sees its rank neighbours",
+            {"depth_kernel": 3},
+        ),
+        Ablation(
+            "depth_kernel_full",
+            "kernels spanning all patches (the paper's k x k x N, section 4.2)",
+            {"depth_kernel": "full"},
+        ),
     )
 }

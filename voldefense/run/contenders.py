@@ -245,7 +245,7 @@ def build_g(resolved: Resolved, data: RunData, name: str = "g") -> Network:
         resolved.architecture,
         dims=3,
         num_classes=data.num_classes,
-        depth_kernel=config.model.depth_kernel,
+        depth_kernel=config.model.depth_kernel if recipe.depth_kernel is None else recipe.depth_kernel,
         pool_depth=config.model.pool_depth,
         fold=config.model.fold,
         num_patches=num_patches,
