@@ -65,3 +65,16 @@ def trained():
     fit(model, x, y, epochs=6)
     xt, yt = make_toy_images(24, seed=1)
     return model, xt, yt
+
+
+@pytest.fixture
+def fake_cifar(tmp_path):
+    """A folder with CIFAR-shaped train.npz (40 images) and test.npz (20), random pixels, labels 0..9 in turn."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 20)):
+        np.savez(
+            tmp_path / f"{split}.npz",
+            x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+            y=np.arange(n) % 10,
+        )
+    return tmp_path

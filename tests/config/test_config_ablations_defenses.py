@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from voldefense.config import check_config, load_config, model_names, parse_config
@@ -105,18 +104,6 @@ def test_mistakes_are_one_line_naming_the_key(fresh_registry, raw, expected):
 def test_ablations_alone_need_a_valid_g_loss_and_metric(fresh_registry):
     raw = {"training": {"models": ["f"]}, "ablations": ["no_curriculum"], "volumizer": {"metric": "nope"}}
     assert error_of(raw, fresh_registry).startswith("volumizer.metric: unknown metric 'nope'")
-
-
-@pytest.fixture
-def fake_cifar(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 40), ("test", 20)):
-        np.savez(
-            tmp_path / f"{split}.npz",
-            x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-            y=np.arange(n) % 10,
-        )
-    return tmp_path
 
 
 @pytest.mark.parametrize("name", ["compare_cifar10.yaml", "compare_cifar10_cpu.yaml"])

@@ -1,0 +1,70 @@
+"""The reproduction configs (configs/reproduce/): they load and validate, and the CPU one runs end to end at a tiny
+size through --set overrides only (the GPU one too, marked slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from voldefense.config import load_config
+from voldefense.runner import run
+
+REPRODUCE = Path(__file__).parents[2] / "configs" / "reproduce"
+
+
+def tiny(config_path: Path, data_dir: Path) -> list[str]:
+    """Overrides shrinking a reproduction config to seconds: 40 fake CIFAR images, 1 epoch, 1/16 width, every attack
+    on 4 images with the least effort its options allow."""
+    raw = load_config(config_path, [f"data.options.path={data_dir}/{{split}}.npz"])
+    sets = [
+        f"data.options.path={data_dir}/{{split}}.npz",
+        "data.val_size=8",
+        "training.epochs=1",
+        "training.validate_every=1",
+        "training.batch_size=20",
+        "training.eval_batch_size=20",
+        "model.width=0.0625",
+        "syllabus.pacing_epochs=1",
+        "evaluation.convergence_check=false",
+        "output.plots=false",
+    ]
+    effort = {"steps": 1, "iterations": 2, "max_iter": 1, "search_steps": 1, "restarts": 1}
+    for i, attack in enumerate(raw.attacks):
+        sets += [f"attacks.{i}.images=4", f"attacks.{i}.sizes=[{attack.sizes[0]}]"]
+        sets += [f"attacks.{i}.options.{k}={v}" for k, v in effort.items() if k in attack.options]
+        if attack.name == "pixel_batched":
+            sets += [f"attacks.{i}.options.population=10", f"attacks.{i}.options.max_queries=50"]
+    return sets
+
+
+@pytest.mark.parametrize("name", ["cifar10_cpu.yaml", "cifar10_gpu.yaml"])
+def test_reproduction_configs_validate_with_g_dk1_majority_vote_and_the_paper_protocol(name, fake_cifar):
+    config = load_config(REPRODUCE / name, [f"data.options.path={fake_cifar}/{{split}}.npz"])
+    assert config.model.depth_kernel == 1 and config.model.aggregation == "majority_vote"
+    assert config.loss.g_options == {"patch_reduction": "mean"} and config.syllabus.stratify
+    plugins = {a.name for a in config.attacks}
+    assert {"random_pixels", "patch", "pixel", "sparse_pgd", "patch_pgd", "patch_rank", "pixel_exhaustive"} <= plugins
+    assert config.evaluation.certify and config.training.augment == "crop_flip"
+    minimum = 1000 if "gpu" in name else 500
+    assert max(a.images for a in config.attacks) >= minimum
+
+
+def test_cpu_reproduction_runs_end_to_end_at_a_tiny_size(fake_cifar, tmp_path):
+    config = load_config(REPRODUCE / "cifar10_cpu.yaml", tiny(REPRODUCE / "cifar10_cpu.yaml", fake_cifar))
+    paths = run(config, tmp_path / "run", device="cpu")
+    results = json.loads(paths.results.read_text())
+    assert results["complete"] and set(results["models"]) == {"f", "g", "g_no_curriculum"}
+    assert "certified" in results["models"]["g"]  # dk 1 + majority vote: certifiable
+    assert {r["attack"] for r in results["rows"]} >= {"random_pixels", "patch_transfer", "sparse_pgd", "patch_pgd"}
+
+
+@pytest.mark.slow
+def test_gpu_reproduction_runs_end_to_end_at_a_tiny_size_on_the_cpu(fake_cifar, tmp_path):
+    config = load_config(REPRODUCE / "cifar10_gpu.yaml", tiny(REPRODUCE / "cifar10_gpu.yaml", fake_cifar))
+    paths = run(config, tmp_path / "run", device="cpu")
+    results = json.loads(paths.results.read_text())
+    ablations = {"g_depth_kernel_3", "g_depth_kernel_full", "g_no_pal", "g_no_curriculum"}
+    assert set(results["models"]) == {"f", "g"} | ablations
+    assert "certified" in results["models"]["g"] and "certified_note" in results["models"]["g_depth_kernel_3"]

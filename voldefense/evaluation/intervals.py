@@ -1,0 +1,52 @@
+"""Confidence intervals for accuracies: the Wilson score interval of a binomial proportion.
+
+An accuracy measured on n images is a binomial proportion k/n. The Wilson interval keeps its coverage near the
+nominal level for small n and for proportions near 0 or 1 — exactly where robust accuracies under attack live
+— where the normal ("Wald") interval collapses to zero width at 0% or 100%.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from voldefense.errors import ConfigError
+
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval `(low, high)` of `successes` out of `n` (a fraction in [0, 1] each end).
+
+    `successes` may be a float (accuracy x n, e.g. from an averaged protocol); n = 0 gives (0, 1).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(f"n must be a non-negative integer, got {n!r}")
+    if not 0 <= successes <= n or math.isnan(successes):
+        raise ConfigError(f"successes must lie in [0, n={n}], got {successes!r}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    # The bounds at k = 0 and k = n are exactly 0 and 1; computed, they carry a rounding error of ~1e-17.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def format_accuracy(accuracy: float, n: int) -> str:
+    """``"87.3 [86.6, 87.9]"``: an accuracy in % with its 95% Wilson interval over n images."""
+    if n <= 0 or accuracy != accuracy:
+        return "-"
+    low, high = wilson_interval(accuracy * n, n)
+    return f"{100 * accuracy:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def mean_spread(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of per-seed figures."""
+    if not values:
+        raise ConfigError("mean_spread needs at least one value")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
