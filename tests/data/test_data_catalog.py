@@ -14,7 +14,7 @@ from voldefense.errors import ConfigError, UnknownPluginError, VoldefenseError
 
 def test_catalog_lists_the_five_datasets_with_their_options():
     assert list_datasets() == ["cifar10", "cifar100", "imagefolder", "npz", "synthetic"] == sorted(DATASETS)
-    assert dataset_options("synthetic") == {"train_size", "test_size", "seed", "image_size", "num_classes"}
+    assert dataset_options("synthetic") == {"train_size", "test_size", "seed", "image_size", "num_classes", "layout"}
     assert dataset_options("cifar10") == {"root", "download"}
     assert dataset_options("cifar100") == {"root", "download", "labels"}
     assert dataset_options("npz") == {"path", "train_path", "test_path", "classes", "num_classes"}

@@ -1,11 +1,12 @@
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from voldefense.data import ArrayDataset, load_dataset
-from voldefense.data.synthetic import CLASSES, generate
+from voldefense.data.synthetic import CLASSES, generate, load_synthetic
 from voldefense.errors import ConfigError
 from voldefense.testing import accuracy, fit
 
@@ -109,3 +110,27 @@ def test_a_small_cnn_learns_the_task():
     fit(model, x, y, epochs=6, lr=3e-3)
     # Chance is 0.1; a linear model on colour is at chance (test above); this reaches ~0.7 in ~10 s.
     assert accuracy(model, xt, yt) > 0.5
+
+
+def test_tiled_layout_puts_a_scene_of_the_class_in_every_quadrant():
+    from voldefense.data.synthetic import _render, _tiled
+
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    y = np.array([0, 3])
+    tiled = _tiled(rng_a, y, 32)
+    scenes = _render(rng_b, np.repeat(y, 4), 16)  # the same draws: quadrant q of image i is scene 4 i + q
+    assert tiled.shape == (2, 3, 32, 32)
+    for i in range(2):
+        for q, (r, c) in enumerate(((0, 0), (0, 16), (16, 0), (16, 16))):
+            np.testing.assert_array_equal(tiled[i, :, r : r + 16, c : c + 16], scenes[4 * i + q])
+    data = load_synthetic("train", train_size=20, layout="tiled")
+    again = load_synthetic("train", train_size=20, layout="tiled")
+    assert torch.equal(data.images, again.images)
+    assert not torch.equal(data.images, load_synthetic("train", train_size=20).images)
+
+
+def test_layout_option_errors():
+    with pytest.raises(ConfigError, match="layout must be one of"):
+        load_synthetic("train", train_size=4, layout="grid")
+    with pytest.raises(ConfigError, match="even image_size >= 32"):
+        load_synthetic("train", train_size=4, layout="tiled", image_size=17)

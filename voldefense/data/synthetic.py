@@ -8,6 +8,14 @@ line) drawn over the scene. Colour statistics therefore say nothing about the cl
 spatial features (edges, corners, curvature, oriented periodic patterns) — the kind of features a localized
 attack perturbs, which is what makes the built-in task useful for exercising the defense.
 
+Two layouts (option `layout`). ``"scene"``: one object in one scene; the object straddles the 16x16 quadrants,
+so a quadrant alone often shows only part of it. ``"tiled"``: a 2x2 grid of independent half-size scenes of the
+same class (each with its own object, colours, clutter and position), so the class is recognisable locally — in
+every quadrant on its own — as well as globally, like a CIFAR object that fills the frame. The volumized g
+classifies 16x16 patches; on ``"scene"`` images it loses far more to that than it does on CIFAR (a 2D model on
+rank-permuted quadrants loses 12 points there vs 7 on CIFAR), so the quickstart uses ``"tiled"``, which does not
+exaggerate g's gap.
+
 Rendering is vectorised over a chunk of images with signed distance functions (anti-aliased edges), so ten
 thousand 32x32 images take a few seconds. Images are generated in fixed-size chunks, each with its own random
 stream derived from `(seed, split, chunk index)`: image `i` does not depend on the requested size, so a larger
@@ -24,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from voldefense.data.arrays import ArrayDataset, check_int, check_split
+from voldefense.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +52,7 @@ _STRIPES = {5: 0.0, 6: math.pi / 2}  # class -> stripe direction (diagonal: eith
 _PATTERNED = (5, 6, 7, 8)
 _CHUNK = 256
 _SPLIT_STREAM = {"train": 0, "test": 1}
+LAYOUTS = ("scene", "tiled")
 
 
 def load_synthetic(
@@ -53,11 +63,13 @@ def load_synthetic(
     seed: int = 0,
     image_size: int = 32,
     num_classes: int = 10,
+    layout: str = "scene",
 ) -> ArrayDataset:
     """Generate the `split` of the synthetic shapes dataset (uint8 RGB, classes about equally frequent).
 
     `num_classes` keeps the first K categories of `CLASSES` (fewer classes make tiny tests faster);
-    `image_size` scales the whole scene (the default 32 matches CIFAR).
+    `image_size` scales the whole scene (the default 32 matches CIFAR). `layout`: ``"scene"`` (one object) or
+    ``"tiled"`` (a 2x2 grid of half-size scenes of the class; see the module docstring).
     """
     check_split(split)
     sizes = {
@@ -68,13 +80,25 @@ def load_synthetic(
     seed = check_int("seed", seed, minimum=0)
     image_size = check_int("image_size", image_size, minimum=16, maximum=512)
     num_classes = check_int("num_classes", num_classes, minimum=2, maximum=len(CLASSES))
-    images, labels = generate(size, seed=seed, split=split, image_size=image_size, num_classes=num_classes)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}")
+    if layout == "tiled" and (image_size % 2 or image_size < 32):
+        raise ConfigError(f"layout 'tiled' needs an even image_size >= 32 (two 16-pixel tiles), not {image_size}")
+    images, labels = generate(
+        size, seed=seed, split=split, image_size=image_size, num_classes=num_classes, layout=layout
+    )
     logger.debug("generated %d synthetic %s images", size, split)
     return ArrayDataset(images, labels, list(CLASSES[:num_classes]))
 
 
 def generate(
-    n: int, *, seed: int = 0, split: str = "train", image_size: int = 32, num_classes: int = 10
+    n: int,
+    *,
+    seed: int = 0,
+    split: str = "train",
+    image_size: int = 32,
+    num_classes: int = 10,
+    layout: str = "scene",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` images as uint8 `(n, 3, S, S)` and int64 labels `(n,)`, deterministic in all arguments."""
     images, labels = [], []
@@ -85,7 +109,7 @@ def generate(
         # continues across chunks so that class counts stay within one of each other over full chunks.
         y = rng.permutation((np.arange(_CHUNK) + chunk * _CHUNK) % num_classes)
         keep = min(_CHUNK, n - start)
-        images.append(_render(rng, y, image_size)[:keep])
+        images.append((_render(rng, y, image_size) if layout == "scene" else _tiled(rng, y, image_size))[:keep])
         labels.append(y[:keep])
     x = np.concatenate(images) if images else np.zeros((0, 3, image_size, image_size), np.float32)
     y = np.concatenate(labels) if labels else np.zeros(0, np.int64)
@@ -93,6 +117,13 @@ def generate(
         torch.from_numpy(np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)),
         torch.from_numpy(y.astype(np.int64)),
     )
+
+
+def _tiled(rng: np.random.Generator, y: np.ndarray, size: int) -> np.ndarray:
+    """A 2x2 grid of independent half-size scenes, all four of class y[i], per image."""
+    half = size // 2
+    tiles = _render(rng, np.repeat(y, 4), half).reshape(len(y), 2, 2, 3, half, half)
+    return tiles.transpose(0, 3, 1, 4, 2, 5).reshape(len(y), 3, size, size)
 
 
 def _upsample(noise: np.ndarray, size: int) -> np.ndarray:
