@@ -133,5 +133,5 @@ def test_shipped_configs_are_valid(path, fresh_registry, tmp_path, monkeypatch):
     monkeypatch.chdir(CONFIGS.parent)  # examples' model.factory is imported from the repository root
     config = load_config(CONFIGS / path, overrides, registry=fresh_registry)
     assert config.attacks, "a shipped config attacks something"
-    if path.startswith("paper/"):
+    if path.startswith(("paper/", "reproduce/")):
         assert config.volumizer.patch == 16  # the paper's patch size

@@ -55,7 +55,7 @@ def test_cpu_reproduction_runs_end_to_end_at_a_tiny_size(fake_cifar, tmp_path):
     config = load_config(REPRODUCE / "cifar10_cpu.yaml", tiny(REPRODUCE / "cifar10_cpu.yaml", fake_cifar))
     paths = run(config, tmp_path / "run", device="cpu")
     results = json.loads(paths.results.read_text())
-    assert results["complete"] and set(results["models"]) == {"f", "g", "g_no_curriculum"}
+    assert results["complete"] and set(results["models"]) == {"f", "g"}
     assert "certified" in results["models"]["g"]  # dk 1 + majority vote: certifiable
     assert {r["attack"] for r in results["rows"]} >= {"random_pixels", "patch_transfer", "sparse_pgd", "patch_pgd"}
 
