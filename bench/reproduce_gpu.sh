@@ -2,7 +2,8 @@
 # The GPU checks and the GPU reproduction of the paper's CIFAR-10 claim in one call (issue 12,
 # docs/reproduction.md). Writes at most 8 files straight into OUT_DIR (what a lent device machine sends back):
 #   log.txt  bench_train.json  seed0_results.json  seed0_report.md  seed1_results.json  seed2_results.json
-#   order_results.json  summary.md
+#   order_results.json  full_results.json  summary.md   (9 with full: a device machine returns 8, so run
+#   "full" in a call of its own)
 # The run folders themselves (checkpoints, plots) go to $RUNS (default /tmp/reproduce_runs).
 #
 #   bash bench/reproduce_gpu.sh OUT_DIR CIFAR_DIR [STAGE ...]
@@ -14,12 +15,13 @@
 #   main    configs/reproduce/cifar10_gpu.yaml, seed 0: every model, attack and ablation (target <= 8 min)
 #   seeds   seeds 1 and 2, f and g only, same schedule (the spread over 3 seeds)
 #   order   g with depth_kernel 3 and its identity / random order ablations (the order cannot matter at dk 1)
+#   full    g with the paper's k x k x N kernels (depth_kernel full), too slow for the main run's 8 minutes
 #   summary bench/reproduce_summary.py: Wilson intervals, mean +- sd over the seeds
 set -uo pipefail
 out=${1:?usage: bench/reproduce_gpu.sh OUT_DIR CIFAR_DIR [STAGE ...]}
 cifar=${2:?usage: bench/reproduce_gpu.sh OUT_DIR CIFAR_DIR [STAGE ...]}
 shift 2
-stages=("$@"); [ ${#stages[@]} -gt 0 ] || stages=(checks main seeds order summary)
+stages=("$@"); [ ${#stages[@]} -gt 0 ] || stages=(checks main seeds order full summary)
 runs=${RUNS:-/tmp/reproduce_runs}
 cfg=configs/reproduce/cifar10_gpu.yaml
 mkdir -p "$out" "$runs"
@@ -66,11 +68,14 @@ for stage in "${stages[@]}"; do
     order)
       run_config order --set model.depth_kernel=3 --set model.aggregation=mean_logits --set "training.models=[g]" \
         --set "ablations=[identity_order, random_order]" --set "attacks=$order_attacks" ;;
+    full)
+      run_config full --set model.depth_kernel=full --set model.aggregation=mean_logits --set "training.models=[g]" \
+        --set "ablations=[]" --set "attacks=$order_attacks" ;;
     summary)
       present=(); for s in seed0 seed1 seed2; do [ -d "$runs/$s" ] && present+=("$runs/$s"); done
       [ ${#present[@]} -gt 0 ] && python bench/reproduce_summary.py "${present[@]}" --out "$out/summary.md" >/dev/null 2>>"$log"
       say "summary of ${present[*]:-nothing}" ;;
-    *) say "unknown stage $stage (checks, main, seeds, order, summary)"; exit 2 ;;
+    *) say "unknown stage $stage (checks, main, seeds, order, full, summary)"; exit 2 ;;
   esac
 done
 say "done"
