@@ -49,7 +49,7 @@ run_config() {  # name, then --set overrides; copies results.json (and the repor
 # The extra seeds get the adaptive attacks at two budgets (their worst case is what the spread is taken of); the
 # order run has no f, so no transfer patch, and its random-order ablation is the randomized model of the report.
 seed_attacks='[{name: sparse_pgd, sizes: [1, 5], images: 1000, options: {steps: 50}}, {name: patch_pgd, sizes: [0.05], images: 1000, options: {steps: 50, location: search}}]'
-order_attacks='[{name: random_pixels, sizes: [1, 16, 64], images: 1000}, {name: sparse_pgd, sizes: [1, 5, 16], images: 1000, options: {steps: 50}}, {name: patch_pgd, sizes: [0.05, 0.1], images: 1000, options: {steps: 50, location: search}}, {name: patch_rank, sizes: [0.05], images: 1000, options: {steps: 50}}]'
+order_attacks='[{name: sparse_pgd, sizes: [1, 5, 16], images: 1000, options: {steps: 50}}, {name: pixel_search, sizes: [1, 5, 16], images: 1000, options: {max_queries: 1000}}, {name: patch_pgd, sizes: [0.05, 0.1], images: 1000, options: {steps: 50, location: search}}, {name: patch_rank, sizes: [0.05, 0.1], images: 1000, options: {steps: 50}}]'
 
 for stage in "${stages[@]}"; do
   case $stage in

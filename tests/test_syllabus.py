@@ -154,7 +154,7 @@ def test_stratified_pacing_admits_the_same_share_of_every_class():
 
 
 def test_stratify_needs_labels_covering_the_order():
-    with pytest.raises(ConfigError, match="needs labels"):
+    with pytest.raises(UsageError, match="needs labels"):
         CurriculumSampler(torch.arange(4), stratify=True)
-    with pytest.raises(ConfigError, match="one class per sample"):
+    with pytest.raises(TensorError, match="one class per sample"):
         CurriculumSampler(torch.arange(4), labels=torch.zeros(3, dtype=torch.long), stratify=True)

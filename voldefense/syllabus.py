@@ -249,14 +249,14 @@ class CurriculumSampler(Sampler[int]):
         if not isinstance(stratify, bool):
             raise ConfigError(f"stratify must be true or false, got {stratify!r}")
         if stratify and labels is None:
-            raise ConfigError("stratify=True needs labels: one class index per dataset sample")
+            raise UsageError("stratify=True needs labels: one class index per dataset sample")
         self.order = order_t.long().clone()
         # The ranked order split by class (each keeps its rank order): the strata of a stratified pool.
         self.strata: list[torch.Tensor] | None = None
         if stratify:
             labels_t = torch.as_tensor(labels).long()
             if labels_t.dim() != 1 or labels_t.numel() <= int(self.order.max()):
-                raise ConfigError(
+                raise TensorError(
                     f"labels must be 1-D with one class per sample ({int(self.order.max()) + 1} or more), got "
                     f"shape {tuple(labels_t.shape)}"
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voldefense.errors import ConfigError
+from voldefense.errors import UsageError
 from voldefense.evaluation.intervals import format_accuracy, mean_spread, wilson_interval
 
 
@@ -22,9 +22,9 @@ def test_wilson_is_not_degenerate_at_zero_and_one():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-def test_bad_counts_are_config_errors():
+def test_bad_counts_are_usage_errors():
     for successes, n in ((5, 4), (-1, 4), (1, -1), (float("nan"), 3)):
-        with pytest.raises(ConfigError):
+        with pytest.raises(UsageError):
             wilson_interval(successes, n)
 
 

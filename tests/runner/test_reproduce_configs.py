@@ -34,8 +34,8 @@ def tiny(config_path: Path, data_dir: Path) -> list[str]:
     for i, attack in enumerate(raw.attacks):
         sets += [f"attacks.{i}.images=4", f"attacks.{i}.sizes=[{attack.sizes[0]}]"]
         sets += [f"attacks.{i}.options.{k}={v}" for k, v in effort.items() if k in attack.options]
-        if attack.name == "pixel_batched":
-            sets += [f"attacks.{i}.options.population=10", f"attacks.{i}.options.max_queries=50"]
+        if attack.name == "pixel_search":
+            sets += [f"attacks.{i}.options.max_queries=100"]
     return sets
 
 
@@ -45,7 +45,8 @@ def test_reproduction_configs_validate_with_g_dk1_majority_vote_and_the_paper_pr
     assert config.model.depth_kernel == 1 and config.model.aggregation == "majority_vote"
     assert config.loss.g_options == {"patch_reduction": "mean"} and config.syllabus.stratify
     plugins = {a.name for a in config.attacks}
-    assert {"random_pixels", "patch", "pixel", "sparse_pgd", "patch_pgd", "patch_rank", "pixel_exhaustive"} <= plugins
+    assert {"random_pixels", "patch", "pixel", "sparse_pgd", "pixel_search", "patch_pgd", "patch_rank"} <= plugins
+    assert "pixel_exhaustive" in plugins
     assert config.evaluation.certify and config.training.augment == "crop_flip"
     minimum = 1000 if "gpu" in name else 500
     assert max(a.images for a in config.attacks) >= minimum

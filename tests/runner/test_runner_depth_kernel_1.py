@@ -64,7 +64,7 @@ def test_checkpoint_digest_changes_only_where_fold_shapes_g():
         return signature(load_config(QUICKSTART, list(sets)), kind)
 
     # depth kernel 3: g is the Conv3d network whatever `fold` says; f never depends on it
-    assert digest("g", "model.fold=false") == digest("g")
+    assert digest("g", "model.depth_kernel=3", "model.fold=false") == digest("g", "model.depth_kernel=3")
     assert digest("f", "model.depth_kernel=1", "model.fold=false") == digest("f", "model.depth_kernel=1")
     # depth kernel 1: f per patch (2D parameters) and the Conv3d path are different models
     assert digest("g", "model.depth_kernel=1", "model.fold=false") != digest("g", "model.depth_kernel=1")

@@ -11,7 +11,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from voldefense.errors import ConfigError
+from voldefense.errors import UsageError
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -22,9 +22,9 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
     `successes` may be a float (accuracy x n, e.g. from an averaged protocol); n = 0 gives (0, 1).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ConfigError(f"n must be a non-negative integer, got {n!r}")
+        raise UsageError(f"n must be a non-negative integer, got {n!r}")
     if not 0 <= successes <= n or math.isnan(successes):
-        raise ConfigError(f"successes must lie in [0, n={n}], got {successes!r}")
+        raise UsageError(f"successes must lie in [0, n={n}], got {successes!r}")
     if n == 0:
         return 0.0, 1.0
     p = successes / n
@@ -48,5 +48,5 @@ def format_accuracy(accuracy: float, n: int) -> str:
 def mean_spread(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value) of per-seed figures."""
     if not values:
-        raise ConfigError("mean_spread needs at least one value")
+        raise UsageError("mean_spread needs at least one value")
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
