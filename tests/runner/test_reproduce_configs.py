@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from voldefense.config import load_config
-from voldefense.runner import run
+from voldefense.run import run
 
 REPRODUCE = Path(__file__).parents[2] / "configs" / "reproduce"
 

@@ -290,6 +290,7 @@ def _g_details(resolved: Resolved, recipe: GRecipe, num_patches: int) -> dict[st
         "metric": config.volumizer.metric,
         "ranking": recipe.ranking,
         "patches": num_patches,
+        "depth_kernel": config.model.depth_kernel if recipe.depth_kernel is None else recipe.depth_kernel,
         "curriculum": recipe.curriculum,
     }
     if recipe.ablation:
