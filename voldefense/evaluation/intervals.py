@@ -12,8 +12,9 @@ import statistics
 from collections.abc import Sequence
 
 from voldefense.errors import UsageError
+from voldefense.verdict import wilson_interval as _wilson
 
-Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile (voldefense.verdict.Z95)
 
 
 def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -27,13 +28,10 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
         raise UsageError(f"successes must lie in [0, n={n}], got {successes!r}")
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    low, high = _wilson(successes, n, z)  # the report's formula (voldefense.verdict), with checked arguments
     # The bounds at k = 0 and k = n are exactly 0 and 1; computed, they carry a rounding error of ~1e-17.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
+    low = 0.0 if successes == 0 else low
+    high = 1.0 if successes == n else high
     return low, high
 
 
