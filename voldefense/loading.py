@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _networks(run_dir: Path, registry: Any) -> tuple[Any, dict[str, Any], Any]:
-    from voldefense.config.load import check_config, parse_config, read_yaml
+    from voldefense.config import check_config, parse_config, read_yaml
     from voldefense.run.contenders import Network, build_contenders
     from voldefense.run.data import load_data
     from voldefense.run.paths import RunPaths

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from voldefense.config import Config, apply_override, parse_config
-from voldefense.config.load import describe_schema, read_yaml
+from voldefense.config.load import read_yaml
+from voldefense.config.parse import describe_schema
 from voldefense.errors import ConfigError
 
 

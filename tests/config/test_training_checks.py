@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from voldefense.config import parse_config
-from voldefense.config.load import check_config
+from voldefense.config.checks import check_config
 from voldefense.config.training_checks import optimizer_for, training_warnings
 from voldefense.errors import ConfigError
 

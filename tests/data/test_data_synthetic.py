@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -82,13 +81,6 @@ def test_colour_alone_does_not_reveal_the_class():
     centroids = torch.stack([ftr[ytr == k].mean(0) for k in range(10)])
     pred = torch.cdist(fte, centroids).argmin(1)
     assert float((pred == yte).float().mean()) < 0.2
-
-
-def test_generation_is_fast():
-    start = time.perf_counter()
-    generate(2000, seed=0)
-    # ~0.5 s here on one core; generous bound for a loaded shared machine.
-    assert time.perf_counter() - start < 10
 
 
 @pytest.mark.slow

@@ -1,16 +1,14 @@
-"""Run configuration: the typed schema (`schema`) and its loader/validator (`load`)."""
+"""Run configuration: the typed schema, its two validation passes (`parse`, `checks`) and the loader (`load`)."""
 
+from voldefense.config.checks import check_config, defense_label, model_names
 from voldefense.config.load import (
     apply_override,
-    check_config,
     config_to_dict,
-    defense_label,
     dump_config,
     load_config,
-    model_names,
-    parse_config,
     read_yaml,
 )
+from voldefense.config.parse import parse_config
 from voldefense.config.schema import (
     AttackConfig,
     Config,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from voldefense.config.load import model_names
+from voldefense.config.checks import model_names
 from voldefense.config.schema import Config
 
 logger = logging.getLogger(__name__)

@@ -47,101 +47,15 @@ import torch
 from torch import nn
 
 from voldefense.errors import ArgumentTypeError, ConfigError
+from voldefense.models.layer_tables import KEEPS_DEPTH, KNOWN_CONTAINERS, NO_3D, PASSTHROUGH
 from voldefense.models.layers import (
     DepthwiseConv3d,
-    Normalize,
     PatchFlatten,
-    SqueezeExcitation,
-    StochasticDepth,
 )
 
 logger = logging.getLogger(__name__)
 
 DepthKernel = int | Literal["full"]
-
-KEEPS_DEPTH = "keeps_depth"
-"""Attribute name: a 2D pooling module with ``keeps_depth = True`` never pools the patch axis, even with
-``pool_depth=True`` (for pools in parallel with convolutions, such as Inception's reduction branches)."""
-
-# Parameter-free or per-channel layers whose forward works on any number of spatial axes.
-PASSTHROUGH: tuple[type[nn.Module], ...] = (
-    nn.Identity,
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softplus,
-    nn.Dropout,
-    nn.AlphaDropout,
-    nn.Linear,
-    nn.GroupNorm,
-    nn.LocalResponseNorm,
-    nn.ZeroPad2d,
-    nn.ConstantPad2d,
-    nn.ReflectionPad2d,
-    nn.ReplicationPad2d,
-    Normalize,
-    PatchFlatten,
-    StochasticDepth,
-)
-
-# Containers whose own forward is known to be dimension-agnostic.
-_KNOWN_CONTAINERS: tuple[type[nn.Module], ...] = (
-    nn.Sequential,
-    nn.ModuleList,
-    nn.ModuleDict,
-    SqueezeExcitation,
-)
-
-# Layers with no sound 3D counterpart (or already 3D): converting them is an error naming the layer.
-_NO_3D: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.BatchNorm1d,
-    nn.BatchNorm3d,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm3d,
-    nn.MaxPool1d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool3d,
-    nn.Dropout1d,
-    nn.Dropout3d,
-    nn.Upsample,
-    nn.PixelShuffle,
-    nn.PixelUnshuffle,
-    nn.Unflatten,
-    nn.Fold,
-    nn.Unfold,
-    nn.MaxUnpool2d,
-    nn.LayerNorm,
-    nn.Embedding,
-    nn.RNNBase,
-    nn.MultiheadAttention,
-    nn.Transformer,
-    nn.Softmax,
-    nn.LogSoftmax,
-    nn.Softmax2d,
-)
-
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
@@ -375,7 +289,7 @@ class _Converter:
             new = rule(module, path)
             new.train(module.training)
             return new
-        if isinstance(module, _NO_3D):
+        if isinstance(module, NO_3D):
             raise ConfigError(
                 f"cannot convert layer {label!r} ({type(module).__name__}) to 3D: it has no built-in volumetric "
                 f"counterpart; {_REMEDY}"
@@ -396,7 +310,7 @@ class _Converter:
                 f"cannot convert layer {label!r} ({type(module).__name__}) to 3D: it holds its own parameters "
                 f"({', '.join(own)}) whose use in forward is unknown; build it from standard layers, or {_REMEDY}"
             )
-        if not children and isinstance(module, _KNOWN_CONTAINERS):
+        if not children and isinstance(module, KNOWN_CONTAINERS):
             return module  # an empty Sequential (an identity shortcut, as users often write it)
         if not children:
             # A parameter-free custom leaf (an activation, say): assume it is elementwise.
@@ -408,7 +322,7 @@ class _Converter:
             )
             return module
         if (
-            not isinstance(module, _KNOWN_CONTAINERS)
+            not isinstance(module, KNOWN_CONTAINERS)
             and type(module).__module__.split(".")[0] != "voldefense"
         ):
             logger.debug(

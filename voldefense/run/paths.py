@@ -12,7 +12,7 @@ from typing import Any
 
 from voldefense import jsonio
 from voldefense.checkpoint import atomic_write_text
-from voldefense.config.load import config_to_dict, dump_config, parse_config, read_yaml
+from voldefense.config import config_to_dict, dump_config, parse_config, read_yaml
 from voldefense.config.schema import Config
 from voldefense.distributed import DistContext
 from voldefense.errors import ConfigError

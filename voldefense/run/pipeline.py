@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from voldefense.checkpoint import atomic_write_text
-from voldefense.config.load import parse_config, read_yaml
+from voldefense.config import parse_config, read_yaml
 from voldefense.config.schema import Config
 from voldefense.distributed import DistContext, init_distributed, shutdown_distributed
 from voldefense.errors import ConfigError
@@ -95,7 +95,7 @@ def evaluate_run(
 
     With `attacks`, only the attacks of those labels are re-run; the other rows of results.json are kept.
     """
-    from voldefense.config.load import check_config
+    from voldefense.config.checks import check_config
 
     paths = RunPaths(Path(run_dir))
     if not paths.config.is_file():

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from voldefense.config.load import defense_label
+from voldefense.config.checks import defense_label
 from voldefense.config.schema import AttackConfig, Config
 from voldefense.errors import ConfigError
 from voldefense.run.ablations import ABLATIONS, GRecipe, g_recipe
