@@ -10,7 +10,7 @@ in `models`; a new per-model figure is one line in `MODEL_COLUMNS`. Columns no m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from voldefense.results import ModelEntry, RunResults, WorstCaseCell
@@ -278,7 +278,9 @@ def worst_case_table(results: RunResults) -> list[str]:
     return _table(header, rows)
 
 
-def training_table(metrics: Sequence[dict[str, Any]]) -> list[str]:
+def training_table(metrics: Sequence[dict[str, Any]], models: Mapping[str, ModelEntry] | None = None) -> list[str]:
+    """Each model's last epoch. Each model's loss is its own training loss (f's cross-entropy, g's PAL, ...), named
+    beside it, so the column is not read as one quantity across models."""
     last: dict[str, dict[str, Any]] = {}
     for row in metrics:
         last[row["model"]] = row
@@ -286,6 +288,7 @@ def training_table(metrics: Sequence[dict[str, Any]]) -> list[str]:
         [
             f"**{m}**",
             _count(r.get("epoch")),
+            _loss_name(models, m),
             f"{r.get('loss', float('nan')):.3f}",
             _pct(r.get("train_accuracy")),
             _pct(r.get("val_accuracy")),
@@ -293,7 +296,18 @@ def training_table(metrics: Sequence[dict[str, Any]]) -> list[str]:
         ]
         for m, r in last.items()
     ]
-    return _table(["", "epoch", "loss", "train acc %", "val acc %", "val 1-px DSR %"], rows)
+    header = ["", "epoch", "training loss", "its value", "train acc %", "val acc %", "val DSR %"]
+    note = (
+        "Each loss is the model's own training loss, so values are comparable within a row's history, not across "
+        "rows. val DSR: defense success rate under the per-epoch validation attack (`training.val_attack` at "
+        "`training.val_attack_pixels` pixels in config.yaml)."
+    )
+    return [note, "", *_table(header, rows)]
+
+
+def _loss_name(models: Mapping[str, ModelEntry] | None, model: str) -> str:
+    entry = (models or {}).get(model)
+    return str(entry.details.get("loss", "—")) if entry is not None else "—"
 
 
 def render_report(results: RunResults, metrics: Sequence[dict[str, Any]] = ()) -> str:
@@ -372,7 +386,7 @@ def render_report(results: RunResults, metrics: Sequence[dict[str, Any]] = ()) -
             *attack_table(results, label),
         ]
     if metrics:
-        lines += ["", "## Training (last epoch)", "", *training_table(metrics)]
+        lines += ["", "## Training (last epoch)", "", *training_table(metrics, results.models)]
     if not results.complete:
         lines += ["", "*Evaluation incomplete: these are the rows computed so far.*"]
     return "\n".join(lines) + "\n"

@@ -135,3 +135,31 @@ def test_shipped_configs_are_valid(path, fresh_registry, tmp_path, monkeypatch):
     assert config.attacks, "a shipped config attacks something"
     if path.startswith(("paper/", "reproduce/")):
         assert config.volumizer.patch == 16  # the paper's patch size
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        ({"val_attack": "random_pixel"}, "training.val_attack: unknown attack 'random_pixel'; did you mean"),
+        (
+            {"val_attack": "patch_pgd"},
+            "training.val_attack: invalid value 'patch_pgd'; allowed: an attack whose sizes are pixels",
+        ),
+        (
+            {"val_attack_options": {"copiez": 3}},
+            "training.val_attack_options.copiez: attack 'random_pixels' does not accept",
+        ),
+    ],
+)
+def test_the_validation_attack_is_checked_at_load(fresh_registry, training, expected):
+    message = error_of(merged(training=training), fresh_registry)
+    assert message.startswith(expected), message
+
+
+def test_any_pixel_attack_can_validate_each_epoch(fresh_registry):
+    from voldefense.run.resolve import resolve
+
+    config = parse_config(merged(training={"val_attack": "sparse_pgd", "val_attack_options": {"steps": 2}}))
+    check_config(config, registry=fresh_registry)
+    assert resolve(config, fresh_registry).validation_attack.name == "sparse_pgd"
+    assert resolve(parse_config(merged()), fresh_registry).validation_attack.name == "random_pixels"

@@ -140,3 +140,16 @@ def test_pal_and_cross_entropy_never_share_a_loss_axis():
         ("training loss: cross_entropy", ["f", "median"]),
         ("training loss: pal (summed over patches)", ["g"]),
     ]
+
+
+def test_training_table_names_each_models_own_loss():
+    """f's cross-entropy and g's PAL are different quantities: each row names its loss beside its value."""
+    metrics = [
+        {"model": "f", "epoch": 2, "loss": 0.3, "train_accuracy": 0.8, "val_accuracy": 0.9},
+        {"model": "g", "epoch": 2, "loss": 1.2, "train_accuracy": 0.7, "val_accuracy": 0.8},
+    ]
+    training = render_report(results_fixture(), metrics).split("## Training (last epoch)")[1]
+    assert "| | epoch | training loss | its value |".replace("| |", "|  |") in training
+    assert "| **f** | 2 | cross_entropy | 0.300 |" in training
+    assert "| **g** | 2 | pal | 1.200 |" in training
+    assert "not across rows" in training

@@ -118,3 +118,36 @@ def test_overwrite_replaces_only_the_run_outputs(tmp_path):
     run(config, tmp_path, device="cpu", overwrite=True)
     assert keep.read_text() == "mine"
     assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
+
+
+def test_the_configured_validation_attack_validates_each_epoch(tmp_path, fresh_registry):
+    """training.val_attack names the per-epoch attack (any pixel attack plugin), built with its options."""
+    from voldefense.attacks.pixels import RandomPixels
+    from voldefense.hookspecs import hookimpl
+    from voldefense.specs import AttackSpec
+
+    calls = []
+
+    def spy(copies: int = 5):
+        attack = RandomPixels(copies=copies)
+        run_attack = attack.run
+
+        def recorded(model, images, labels, size, *, seed=0):
+            calls.append((copies, size))
+            return run_attack(model, images, labels, size, seed=seed)
+
+        attack.run = recorded
+        return attack
+
+    class Spy:
+        @hookimpl
+        def voldefense_attacks(self):
+            yield AttackSpec(name="spy_pixels", factory=spy, description="random pixels, recorded", adaptive=False)
+
+    fresh_registry.register(Spy(), origin="test")
+    overrides = [*TINY, "training.epochs=2", "attacks=[]", "training.models=[f]", "training.val_attack=spy_pixels"]
+    overrides += ["training.val_attack_options={copies: 2}", "training.val_attack_pixels=3"]
+    paths = run(load_config(QUICKSTART, overrides), tmp_path, device="cpu")
+    assert calls == [(2, 3), (2, 3)]  # once per epoch, with the configured options and budget
+    rows = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    assert all("val_defense_success_rate" in row for row in rows)

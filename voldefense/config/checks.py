@@ -180,6 +180,7 @@ def check_config(config: Config, *, registry: Any = None) -> None:
         for j, model in enumerate(attack.models or []):
             if model not in names:
                 raise invalid_value(f"{path}.models[{j}]", model, f"a model of this run ({', '.join(names)})")
+    _check_validation_attack(config, registry)
     for model in syl.apply_to:
         if model not in ("f", "g"):
             raise invalid_value("syllabus.apply_to", model, "'f' or 'g'")
@@ -187,6 +188,19 @@ def check_config(config: Config, *, registry: Any = None) -> None:
 
     for line in training_warnings(config):
         logger.warning("%s", line)
+
+
+def _check_validation_attack(config: Config, registry: Any) -> None:
+    training = config.training
+    spec = _spec(registry, "attack", training.val_attack, "training.val_attack")
+    if spec.size_unit != "pixels":
+        raise invalid_value(
+            "training.val_attack",
+            training.val_attack,
+            "an attack whose sizes are pixels (training.val_attack_pixels is its budget), e.g. 'random_pixels'",
+        )
+    options = training.val_attack_options
+    _check_options("training.val_attack_options", options, [spec.factory], f"attack {training.val_attack!r}")
 
 
 def _check_backbone(config: Config, registry: Any) -> None:

@@ -168,7 +168,14 @@ class TrainingConfig:
     num_workers: int = opt(0, "data-loader worker processes", min=0)
     augment: Literal["none", "flip", "crop_flip"] = opt("none", "training augmentation")
     amp: Literal["auto"] | bool = opt("auto", "mixed precision: 'auto' = on with CUDA, off on the CPU; true or false")
-    val_attack_pixels: int = opt(1, "pixels of the per-epoch random_pixels attack (Figure 2)", min=1)
+    val_attack: str = opt(
+        "random_pixels",
+        "pixel attack of the per-epoch validation (Figure 2: the paper's N random pixels); any attack plugin whose "
+        "sizes are pixels",
+        plugin="attack",
+    )
+    val_attack_options: dict[str, Any] = opt(factory=dict, doc="options of training.val_attack's plugin")
+    val_attack_pixels: int = opt(1, "pixels changed by the per-epoch validation attack (Figure 2)", min=1)
     validate_every: int = opt(1, "epochs between validation rows in metrics.jsonl", min=1)
     checkpoint_every: int = opt(1, "epochs between checkpoints", min=1)
     g_init: str | None = opt(

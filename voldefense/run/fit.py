@@ -149,8 +149,9 @@ class Fitter:
         )
 
     def validator(self) -> Callable[[nn.Module, int], dict[str, float]]:
-        """Per-epoch validation (Figure 2): clean accuracy and the defense success rate under an N-pixel
-        `random_pixels` attack on the first `data.val_size` evaluation images, with a fixed seed."""
+        """Per-epoch validation (Figure 2): clean accuracy and the defense success rate under the N-pixel
+        `training.val_attack` (the paper's random pixels by default) on the first `data.val_size` evaluation
+        images, with a fixed seed."""
         if self._validate is None:
             self._validate = _make_validator(self.resolved, self.data, self.device)
         return self._validate
@@ -160,7 +161,7 @@ def _make_validator(resolved: Resolved, data: RunData, device: torch.device) -> 
     from voldefense.evaluation import evaluate_attack
 
     config = resolved.config
-    attack = resolved.validation_attack.build()
+    attack = resolved.validation_attack.build(**config.training.val_attack_options)
     images, labels = data.first(config.data.val_size)
 
     def validate(model: nn.Module, epoch: int) -> dict[str, float]:

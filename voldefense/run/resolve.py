@@ -16,9 +16,6 @@ from voldefense.errors import ConfigError
 from voldefense.run.ablations import ABLATIONS, GRecipe, g_recipe
 from voldefense.specs import AttackSpec, BackboneSpec, DefenseSpec, LossSpec, MetricSpec
 
-# The per-epoch validation attack (Figure 2): the paper's N random pixels.
-VALIDATION_ATTACK = "random_pixels"
-
 
 @dataclass(frozen=True)
 class Resolved:
@@ -34,7 +31,7 @@ class Resolved:
     attacks: Mapping[str, AttackSpec]  # by attack label, in config order
     attack_configs: Mapping[str, AttackConfig]  # by attack label
     defenses: Mapping[str, DefenseSpec]  # by defense label, in config order
-    validation_attack: AttackSpec
+    validation_attack: AttackSpec  # training.val_attack, the per-epoch validation attack (Figure 2)
 
 
 def attack_label(attack: AttackConfig) -> str:
@@ -65,7 +62,7 @@ def resolve(config: Config, registry: Any = None) -> Resolved:
         attacks={attack_label(a): registry.get("attack", a.name) for a in config.attacks},
         attack_configs={attack_label(a): a for a in config.attacks},
         defenses={defense_label(d): registry.get("defense", d.name) for d in config.defenses},
-        validation_attack=registry.get("attack", VALIDATION_ATTACK),
+        validation_attack=registry.get("attack", config.training.val_attack),
     )
 
 
