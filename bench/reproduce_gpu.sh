@@ -50,6 +50,10 @@ run_config() {  # name, then --set overrides; copies results.json (and the repor
 # order run has no f, so no transfer patch, and its random-order ablation is the randomized model of the report.
 seed_attacks='[{name: sparse_pgd, sizes: [1, 5], images: 1000, options: {steps: 50}}, {name: patch_pgd, sizes: [0.05], images: 1000, options: {steps: 50, location: search}}]'
 order_attacks='[{name: sparse_pgd, sizes: [1, 5, 16], images: 1000, options: {steps: 50}}, {name: pixel_search, sizes: [1, 5, 16], images: 1000, options: {max_queries: 1000}}, {name: patch_pgd, sizes: [0.05, 0.1], images: 1000, options: {steps: 50, location: search}}, {name: patch_rank, sizes: [0.05, 0.1], images: 1000, options: {steps: 50}}]'
+eot_attacks='{name: sparse_pgd, label: sparse_pgd_eot, sizes: [1, 5, 16], images: 1000, models: [g_random_order], options: {steps: 50, eot_samples: 8}}, {name: patch_pgd, label: patch_pgd_eot, sizes: [0.05, 0.1], images: 1000, models: [g_random_order], options: {steps: 50, location: search, eot_samples: 8}}'
+# The random patch order is the one randomized model: it is also attacked with EOT (8 draws per gradient step) and
+# every model with randomness is classified over 5 draws (evaluation.draws), so its figures are not one lucky draw.
+order_sets=(--set model.depth_kernel=3 --set model.aggregation=mean_logits --set "training.models=[g]" --set evaluation.draws=5)
 
 for stage in "${stages[@]}"; do
   case $stage in
@@ -66,8 +70,7 @@ for stage in "${stages[@]}"; do
         run_config "seed$seed" --set training.seed=$seed --set "ablations=[]" --set "attacks=$seed_attacks"
       done ;;
     order)
-      run_config order --set model.depth_kernel=3 --set model.aggregation=mean_logits --set "training.models=[g]" \
-        --set "ablations=[identity_order, random_order]" --set "attacks=$order_attacks" ;;
+      run_config order "${order_sets[@]}" --set "ablations=[identity_order, random_order]" --set "attacks=${order_attacks%]}, $eot_attacks]" ;;
     full)
       run_config full --set model.depth_kernel=full --set model.aggregation=mean_logits --set "training.models=[g]" \
         --set "ablations=[]" --set "attacks=$order_attacks" ;;

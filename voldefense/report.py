@@ -118,7 +118,8 @@ def copies_note(results: RunResults, label: str) -> str:
         return ""
     count = "/".join(str(c) for c in copies)
     return (
-        f"`acc %` here averages the {count} attacked copies of each image (the paper's protocol); the worst case "
+        f"`acc %` here averages the {count} attacked copies of each image (the paper's protocol; for a model with "
+        "randomness, times its classification draws, `evaluation.draws`); the worst case "
         "and the rigor checks count an image as robust only if it survives every copy, so they read lower."
     )
 

@@ -159,6 +159,12 @@ class Volumizer(nn.Module):
             self._built = (key, metric_fn, entropy_fn)
         return self._built[1], self._built[2]
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether two calls on the same images may rank them differently (``ranking="random"``: even a seeded
+        generator advances between calls); the evaluation classifies such models over several draws."""
+        return self.ranking == "random"
+
     def rank(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`(perm (B, N), scores (B, N) or None)`; scores in source order."""
         b, n = patches.shape[:2]

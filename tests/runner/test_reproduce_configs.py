@@ -69,3 +69,36 @@ def test_gpu_reproduction_runs_end_to_end_at_a_tiny_size_on_the_cpu(fake_cifar, 
     ablations = {"g_depth_kernel_3", "g_no_pal", "g_no_curriculum"}
     assert set(results["models"]) == {"f", "g"} | ablations
     assert "certified" in results["models"]["g"] and "certified_note" in results["models"]["g_depth_kernel_3"]
+
+
+def _script_value(name: str) -> str:
+    """A single-quoted shell variable of bench/reproduce_gpu.sh."""
+    script = (Path(__file__).parents[2] / "bench" / "reproduce_gpu.sh").read_text()
+    line = next(row for row in script.splitlines() if row.startswith(f"{name}='"))
+    return line.split("=", 1)[1].strip("'")
+
+
+def test_the_gpu_scripts_order_stage_attacks_the_random_order_with_eot_over_several_draws(fake_cifar):
+    """The `order` stage's overrides, as bench/reproduce_gpu.sh joins them, load against the GPU config: the one
+    randomized model (random patch order) meets EOT attacks and is classified over 5 draws."""
+    attacks = f"{_script_value('order_attacks')[:-1]}, {_script_value('eot_attacks')}]"
+    config = load_config(
+        REPRODUCE / "cifar10_gpu.yaml",
+        [
+            f"data.options.path={fake_cifar}/{{split}}.npz",
+            "model.depth_kernel=3",
+            "model.aggregation=mean_logits",
+            "training.models=[g]",
+            "evaluation.draws=5",
+            "ablations=[identity_order, random_order]",
+            f"attacks={attacks}",
+        ],
+    )
+    eot = [a for a in config.attacks if a.options.get("eot_samples", 1) > 1]
+    assert {a.name for a in eot} == {"sparse_pgd", "patch_pgd"}
+    assert all(a.models == ["g_random_order"] for a in eot)
+    full = load_config(
+        REPRODUCE / "cifar10_gpu.yaml",
+        [f"data.options.path={fake_cifar}/{{split}}.npz", "ablations=[]", f"attacks={_script_value('order_attacks')}"],
+    )
+    assert not any(a.options.get("eot_samples") for a in full.attacks)

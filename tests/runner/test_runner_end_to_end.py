@@ -151,3 +151,28 @@ def test_the_configured_validation_attack_validates_each_epoch(tmp_path, fresh_r
     assert calls == [(2, 3), (2, 3)]  # once per epoch, with the configured options and budget
     rows = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
     assert all("val_defense_success_rate" in row for row in rows)
+
+
+def test_a_random_patch_order_is_attacked_with_eot_and_classified_over_draws(tmp_path):
+    """The randomized ablation through the runner: an EOT attack aimed at it alone, and `evaluation.draws`
+    repeating only its classifications (the deterministic g is classified once)."""
+    overrides = [
+        *TINY,
+        "training.epochs=1",
+        "training.models=[g]",
+        "model.depth_kernel=3",
+        "model.aggregation=mean_logits",
+        "ablations=[random_order]",
+        "evaluation.draws=3",
+        "evaluation.certify=false",
+        "attacks=[{name: sparse_pgd, sizes: [1], images: 6, options: {steps: 2}}, {name: sparse_pgd, label: "
+        "sparse_pgd_eot, sizes: [1], images: 6, models: [g_random_order], options: {steps: 2, eot_samples: 3}}]",
+    ]
+    paths = run(load_config(QUICKSTART, overrides), tmp_path, device="cpu")
+    rows = {(r["model"], r["attack"]): r for r in json.loads(paths.results.read_text())["rows"]}
+    assert set(rows) == {("g", "sparse_pgd"), ("g_random_order", "sparse_pgd"), ("g_random_order", "sparse_pgd_eot")}
+    assert rows[("g", "sparse_pgd")]["num_copies"] == 1
+    assert rows[("g_random_order", "sparse_pgd")]["num_copies"] == 3
+    eot = rows[("g_random_order", "sparse_pgd_eot")]
+    total = round(eot["mean_queries"] * 6)  # every step is 3 passes per image, 3 to 9 per image
+    assert total % 3 == 0 and 18 <= total <= 54

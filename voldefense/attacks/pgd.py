@@ -4,6 +4,11 @@ forward pass and gradients flow through its gather): PGD inside a patch region, 
 Both are untargeted by default (maximise cross-entropy of the true class) or targeted (minimise cross-entropy
 of `target_class`), stop per image at the first success, and count one query per image per forward pass (a
 gradient step costs one query: its forward pass).
+
+Against a model with randomness (a random patch order, a stochastic defense) a single draw's gradient can point
+anywhere (stochastic-gradient obfuscation, Athalye et al. 2018). `eot_samples` > 1 applies Expectation over
+Transformation: each step averages the gradient over that many forward passes, each drawing the model's
+randomness afresh, and judges success on the draws' mean probabilities; every pass counts as a query.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ def _check_common(steps: int, step_size: float, batch_size: int, targeted: bool,
     _check_targeting(targeted, target_class)
 
 
+def _check_eot(eot_samples: int) -> int:
+    if isinstance(eot_samples, bool) or int(eot_samples) != eot_samples or int(eot_samples) < 1:
+        raise ConfigError(f"eot_samples must be a whole number >= 1 (1 = no EOT), got {eot_samples}")
+    return int(eot_samples)
+
+
 def _check_targeting(targeted: bool, target_class: int | None) -> None:
     if targeted and target_class is None:
         raise ConfigError("a targeted attack needs target_class (a class index)")
@@ -67,13 +78,36 @@ class _AdversarialObjective:
         pred = logits.argmax(1)
         return pred == goal if self.targeted else pred != goal
 
+    eot_samples: int = 1  # forward passes averaged per step (EOT); 1 = a single draw
+
     def _gradient(self, model: nn.Module, x: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (detached) and the gradient of the summed objective with respect to `x`."""
+        """Logits (detached) and the gradient of the summed objective with respect to `x`; under EOT the
+        gradient is the mean over `eot_samples` draws and the logits are the log of the draws' mean
+        probabilities."""
         x = x.detach().requires_grad_(True)
-        logits = model(x)
-        # autograd.grad instead of backward(): no parameter .grad is accumulated on the caller's model.
-        (grad,) = torch.autograd.grad(self._objective(logits, goal).sum(), x)
-        return logits.detach(), grad
+        if self.eot_samples == 1:
+            logits = model(x)
+            # autograd.grad instead of backward(): no parameter .grad is accumulated on the caller's model.
+            (grad,) = torch.autograd.grad(self._objective(logits, goal).sum(), x)
+            return logits.detach(), grad
+        total = torch.zeros_like(x)
+        probabilities = None
+        for _ in range(self.eot_samples):
+            logits = model(x)
+            (grad,) = torch.autograd.grad(self._objective(logits, goal).sum(), x)
+            total += grad
+            p = F.softmax(logits.detach().float(), dim=1)
+            probabilities = p if probabilities is None else probabilities + p
+        return (probabilities / self.eot_samples).clamp_min(1e-30).log(), total / self.eot_samples
+
+    @torch.no_grad()
+    def _classify(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a success check without a gradient: one pass, or the log mean probabilities over the EOT
+        draws."""
+        if self.eot_samples == 1:
+            return model(x)
+        p = sum(F.softmax(model(x).float(), dim=1) for _ in range(self.eot_samples))
+        return (p / self.eot_samples).clamp_min(1e-30).log()
 
     def _check_target_class(self, model: nn.Module, images: torch.Tensor) -> None:
         """A targeted attack's target_class must be one of the model's classes (costs one forward pass)."""
@@ -150,10 +184,9 @@ class _GradientAttack(_AdversarialObjective):
                 break
             idx = active.to(x.device)
             xa, ga = x[idx], goal[active.to(goal.device)]
-            queries[active] += 1
+            queries[active] += self.eot_samples
             if step == steps:  # last check only, no more updates
-                with torch.no_grad():
-                    logits = model(xa)
+                logits = self._classify(model, xa)
                 grad = None
             else:
                 logits, grad = self._gradient(model, xa, ga)
@@ -195,8 +228,10 @@ class PatchPGD(_GradientAttack):
         targeted: bool = False,
         target_class: int | None = None,
         batch_size: int = 64,
+        eot_samples: int = 1,
     ) -> None:
         _check_common(steps, step_size, batch_size, targeted, target_class)
+        self.eot_samples = _check_eot(eot_samples)
         if location not in ("random", "search"):
             raise ConfigError(f"location must be 'random' or 'search', not {location!r}")
         if init not in ("random", "clean"):
@@ -262,8 +297,10 @@ class SparsePGD(_GradientAttack):
         targeted: bool = False,
         target_class: int | None = None,
         batch_size: int = 64,
+        eot_samples: int = 1,
     ) -> None:
         _check_common(steps, step_size, batch_size, targeted, target_class)
+        self.eot_samples = _check_eot(eot_samples)
         if int(restarts) < 1:
             raise ConfigError(f"restarts must be at least 1, got {restarts}")
         self.steps = int(steps)
@@ -311,10 +348,9 @@ class SparsePGD(_GradientAttack):
                 actd = act.to(images.device)
                 x = self.project(z[actd], clean[actd], n_pixels)
                 ga = goal[active0[act].to(goal.device)]
-                queries[active0[act]] += 1
+                queries[active0[act]] += self.eot_samples
                 if step == self.steps:
-                    with torch.no_grad():
-                        logits = model(x)
+                    logits = self._classify(model, x)
                     grad = None
                 else:
                     logits, grad = self._gradient(model, x, ga)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from voldefense.attacks.pgd import _check_targeting, _GradientAttack
+from voldefense.attacks.pgd import _check_eot, _check_targeting, _GradientAttack
 from voldefense.attacks.rank_surrogate import (  # noqa: F401 - re-exported: the attack's public helpers
     MetricSurrogate,
     _reference_guard,
@@ -169,7 +169,9 @@ class RankSteeringPatch(_GradientAttack):
         targeted: bool = False,
         target_class: int | None = None,
         batch_size: int = 64,
+        eot_samples: int = 1,
     ) -> None:
+        self.eot_samples = _check_eot(eot_samples)
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if isinstance(steps, bool) or int(steps) < 1:

@@ -239,6 +239,13 @@ class EvaluationConfig:
     convergence_tolerance: float = opt(
         0.02, "largest drop of robust accuracy (a fraction) the doubled budget may cause", min=0.0, max=0.99
     )
+    draws: int = opt(
+        1,
+        "classifications per image of a model whose forward pass draws randomness (a random patch order): attacked "
+        "accuracy averages the draws, and an image counts as correct or robust only if every draw is; "
+        "deterministic models are classified once",
+        min=1,
+    )
     masking_tolerance: float = opt(
         0.02,
         "gap (a fraction) by which a black-box attack must beat the white-box ones to flag masking",

@@ -5,8 +5,17 @@ from voldefense.evaluation.metrics import (
     AttackSummary,
     WorstCase,
     evaluate_attack,
+    is_stochastic,
     summarize,
     worst_case,
 )
 
-__all__ = ["AttackOutcome", "AttackSummary", "WorstCase", "evaluate_attack", "summarize", "worst_case"]
+__all__ = [
+    "AttackOutcome",
+    "AttackSummary",
+    "WorstCase",
+    "evaluate_attack",
+    "is_stochastic",
+    "summarize",
+    "worst_case",
+]

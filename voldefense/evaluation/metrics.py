@@ -89,6 +89,12 @@ class WorstCase:
     clean_accuracy: float
 
 
+def is_stochastic(model: nn.Module) -> bool:
+    """Whether `model` declares that its forward pass draws randomness (``model.stochastic``, e.g. g with a random
+    patch order, or a defense module that says so); such a model is classified over `evaluation.draws` draws."""
+    return getattr(model, "stochastic", False) is True
+
+
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -104,6 +110,7 @@ def evaluate_attack(
     *,
     seed: int = 0,
     batch_size: int | None = None,
+    draws: int = 1,
     **run_kwargs: Any,
 ) -> AttackOutcome:
     """Attack `images` at `size` and classify clean and attacked images with `model`.
@@ -112,7 +119,14 @@ def evaluate_attack(
     None for universal attacks, whose patch is trained on the images of one call. Images and labels are moved
     to the model's device. `run_kwargs` are passed to `attack.run` (e.g. ``source_model=f`` for the transfer
     patch).
+
+    `draws` > 1 classifies every clean and attacked image that many times, for a model whose forward pass draws
+    randomness (`is_stochastic`): the attacked copies' rows are repeated per draw, so the attacked accuracy
+    averages the draws, and an image counts as clean-correct (and in `survived`) only if every draw is correct.
     """
+    if int(draws) != draws or int(draws) < 1:
+        raise ConfigError(f"draws must be a whole number >= 1, got {draws}")
+    draws = int(draws)
     if images.dim() != 4 or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise TensorError(
             f"evaluate_attack needs images (B, C, H, W) and labels (B,), got {tuple(images.shape)} and "
@@ -138,10 +152,14 @@ def evaluate_attack(
         raise UsageError("the attack returned different numbers of copies for different batches")
     adversarial = torch.cat(copies, dim=1) if copies else images.new_zeros((1, 0, *images.shape[1:]))
     with torch.no_grad(), preserve_mode(model):
-        clean_correct = predict_logits(model, images).argmax(1) == labels
+        clean_correct = torch.stack([predict_logits(model, images).argmax(1) == labels for _ in range(draws)]).all(0)
         r = adversarial.shape[0]
         flat = adversarial.reshape(r * b, *images.shape[1:]).to(device)
-        adv_pred = predict_logits(model, flat).argmax(1).view(r, b) if b else labels.new_zeros((r, 0))
+        adv_pred = (
+            torch.cat([predict_logits(model, flat).argmax(1).view(r, b) for _ in range(draws)])
+            if b
+            else labels.new_zeros((r * draws, 0))
+        )
     queries = (
         torch.cat([r_.queries.reshape(-1).double().cpu() for r_ in results]) if results else torch.zeros(0)
     )

@@ -39,6 +39,11 @@ class DefendedClassifier(nn.Module):
         """
         return getattr(self.backbone, "patches_independent", False) is True
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the forward pass draws randomness (a random patch order), so one classification is one draw."""
+        return getattr(self.volumizer, "stochastic", False) is True
+
     def patch_logits(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4:
             raise ValueError(

@@ -64,10 +64,17 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 @torch.no_grad()
 def clean_pass(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    draws: int = 1,
 ) -> tuple[float, float]:
-    """(clean accuracy, inference milliseconds per image): one timed pass over the images in eval batches."""
+    """(clean accuracy, inference milliseconds per image): one timed pass over the images in eval batches. A model
+    that draws randomness gets `draws` passes and its accuracy is their mean (its expected accuracy)."""
     from voldefense.attacks.base import predict_logits
+    from voldefense.evaluation import is_stochastic
 
     model.eval()
     images = images.to(device)
@@ -77,7 +84,11 @@ def clean_pass(
     logits = predict_logits(model, images, batch_size)
     predictions = logits.argmax(1).cpu()  # .cpu() waits for the device, so the time is the whole pass
     seconds = time.perf_counter() - started
-    accuracy = float((predictions == labels).float().mean()) if len(labels) else float("nan")
+    passes = draws if is_stochastic(model) else 1
+    correct = (predictions == labels).float()
+    for _ in range(passes - 1):
+        correct += (predict_logits(model, images, batch_size).argmax(1).cpu() == labels).float()
+    accuracy = float(correct.mean()) / passes if len(labels) else float("nan")
     return accuracy, 1000.0 * seconds / max(len(labels), 1)
 
 
@@ -145,17 +156,26 @@ def attack_target(
     seed: int,
     batch_size: int | None,
     device: torch.device,
+    draws: int = 1,
 ) -> tuple[Any, dict[str, ViewFigures]]:
     """Attack every view of `target`; returns the per-image worst case over the views as one `AttackOutcome`
     (a copy of an image counts as correct only if it is correct under every view's attack) and, for several
-    views, each view's own attacked and robust accuracy."""
-    from voldefense.evaluation import AttackOutcome, evaluate_attack
+    views, each view's own attacked and robust accuracy. A view that draws randomness is classified over `draws`
+    draws (`evaluation.draws`)."""
+    from voldefense.evaluation import AttackOutcome, evaluate_attack, is_stochastic
 
     outcomes = {}
     for view, module in target.views.items():
         with seeded(seed, device):
             outcomes[view] = evaluate_attack(
-                module, attack, images.to(device), labels.to(device), size, seed=seed, batch_size=batch_size
+                module,
+                attack,
+                images.to(device),
+                labels.to(device),
+                size,
+                seed=seed,
+                batch_size=batch_size,
+                draws=draws if is_stochastic(module) else 1,
             )
     if len(outcomes) == 1:
         return next(iter(outcomes.values())), {}
@@ -214,6 +234,7 @@ def measure_row(
         seed=attack_seed(attack, config),
         batch_size=attack_batch(attack, config),
         device=device,
+        draws=config.evaluation.draws,
     )
     s = outcome.summary()
     row = Row(

@@ -195,7 +195,9 @@ def _clean_figures(
         target.model.to(device).eval()
         changes: dict[str, Any] = {}
         with seeded(config.training.seed, device), counting_passes(target.model, changes):
-            accuracy, ms = clean_pass(target.model, images, labels, config.training.eval_batch_size, device)
+            accuracy, ms = clean_pass(
+                target.model, images, labels, config.training.eval_batch_size, device, config.evaluation.draws
+            )
         changes.update(clean_accuracy=accuracy, clean_images=len(labels), inference_ms_per_image=ms)
         if config.evaluation.certify and results.models[name].kind != "f":
             if target.certify is None:
