@@ -11,6 +11,7 @@ limit and cached outside the repository (`--cache-dir`). Without `--cifar` a tin
     python bench/attacks.py --cifar --images 50 --art-images 8,50 --plot docs/images/pixel_attacks_queries.png \\
         --json bench/results/cpu/pixel_attacks.json
     python bench/attacks.py --cifar --checkpoint f.pt --attacks pixel_search,patch_pgd --areas 0.05
+    python bench/attacks.py --cifar --run runs/reproduce_cpu --model f --images 20      # the reproduction's f
 """
 
 from __future__ import annotations
@@ -64,10 +65,19 @@ def load_data(
 ) -> tuple[nn.Module, dict[str, Any], torch.Tensor, torch.Tensor]:
     """(model, facts about it, attacked images, their labels)."""
     if args.cifar:
-        model, info = load_or_train(
-            args.checkpoint, args.cache_dir, args.data_dir, width=args.width, epochs=args.epochs,
-            seconds=args.train_seconds, seed=args.seed, device=device,
-        )
+        if args.run is not None:  # a trained model of a `voldefense run` on CIFAR-10 (e.g. the reproduction's f)
+            from voldefense.loading import load_model
+
+            try:
+                model = load_model(args.run, args.model)
+            except VoldefenseError as err:
+                raise SystemExit(f"--run {args.run}: {err}") from None
+            info = {"source": f"{args.run} model {args.model} (voldefense run)"}
+        else:
+            model, info = load_or_train(
+                args.checkpoint, args.cache_dir, args.data_dir, width=args.width, epochs=args.epochs,
+                seconds=args.train_seconds, seed=args.seed, device=device,
+            )
         x, y = load_split(args.data_dir, "test", max(args.images, args.accuracy_images))
         x = x.float() / 255.0
         info["clean_accuracy_test"] = accuracy(model.eval(), x[: args.accuracy_images], y[: args.accuracy_images])
@@ -171,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cifar", action="store_true", help="real CIFAR-10 from --data-dir instead of toy data")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_CIFAR)
     parser.add_argument("--checkpoint", type=Path, default=None, help="CIFAR model to attack (else train + cache)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="attack a model of this `voldefense run` folder (with --cifar) instead of --checkpoint")
+    parser.add_argument("--model", default="f", help="which model of --run: f, g or g_<ablation> (default f)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="trained models cache")
     parser.add_argument("--train-seconds", type=float, default=270.0, help="CIFAR training time limit")
     parser.add_argument("--accuracy-images", type=int, default=2000, help="test images for the clean accuracy")
@@ -181,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None, help="write the success-against-queries plot here")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    if args.checkpoint is not None and not args.cifar:
-        parser.error("--checkpoint is a CIFAR-10 model: add --cifar")
+    if (args.checkpoint is not None or args.run is not None) and not args.cifar:
+        parser.error("--checkpoint and --run name CIFAR-10 models: add --cifar")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = setup(args)
 

@@ -102,3 +102,23 @@ def test_the_gpu_scripts_order_stage_attacks_the_random_order_with_eot_over_seve
         [f"data.options.path={fake_cifar}/{{split}}.npz", "ablations=[]", f"attacks={_script_value('order_attacks')}"],
     )
     assert not any(a.options.get("eot_samples") for a in full.attacks)
+
+
+def test_the_attack_bench_attacks_a_runs_f(fake_cifar, tmp_path):
+    """bench/attacks.py --run: the issue-16 bench on the reproduction's own f (here a tiny one)."""
+    import subprocess
+    import sys
+
+    sets = [*tiny(REPRODUCE / "cifar10_cpu.yaml", fake_cifar), "training.models=[f]", "attacks=[]"]
+    run(load_config(REPRODUCE / "cifar10_cpu.yaml", sets), tmp_path / "run", device="cpu")
+    bench = Path(__file__).parents[2] / "bench" / "attacks.py"
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(bench), "--cifar", "--data-dir", str(fake_cifar), "--run", str(tmp_path / "run")]
+    command += ["--images", "2", "--accuracy-images", "4", "--attacks", "pixel_search", "--pixels", "1"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert "model f (voldefense run)" in result["model"]["source"]
+    assert [row["attack"] for row in result["rows"]] == ["pixel_search"]
+    missing = subprocess.run([*command[:-6], "--run", str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "--run" in missing.stderr and "Traceback" not in missing.stderr
