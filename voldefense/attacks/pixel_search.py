@@ -31,24 +31,20 @@ import bisect
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from voldefense.attacks._pixel_search import (
-    QueryModel,
     check_batch,
-    colour_corners,
     int_option,
     model_device,
     number_option,
-    paint_corner_candidates,
-    paint_pixels,
     pixel_count,
     uniform,
 )
 from voldefense.attacks.base import AttackResult, preserve_mode
+from voldefense.attacks.pixel_search_state import Ranking, SearchState
 
 logger = logging.getLogger(__name__)
 
@@ -65,102 +61,6 @@ _P_INIT = 0.3
 def moved_share(step: int, budget: int) -> float:
     """The share of the N pixels a random-search proposal moves at `step` of a `budget`-query search."""
     return _P_INIT / _DIVISOR[bisect.bisect_left(_PROGRESS, int(step / max(budget, 1) * 10000))]
-
-
-@dataclass
-class _Ranking:
-    """Per searching image: `pixels` (A, HW) locations, most sensitive first; `corners` (A, HW, K) corner indices
-    per location, most promising first; `tried`: how many leading `pixels` already had their first corner
-    evaluated."""
-
-    pixels: torch.Tensor
-    corners: torch.Tensor
-    tried: int = 0
-
-
-class _Search:
-    """The state of one `run` call: inputs, query counter and the best candidate of each image so far."""
-
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, batch_size: int, seed: int):
-        self.model, self.x, self.y, self.n, self.seed = model, x, y, n, seed
-        self.batch_size = batch_size
-        b, c, self.h, self.w = x.shape
-        self.corners = colour_corners(c, x.device)
-        self.qm = QueryModel(model, y, batch_size, fitness="margin")
-        self.margin = torch.full((b,), torch.inf, device=x.device)
-        self.wrong = torch.zeros(b, dtype=torch.bool, device=x.device)
-        self.locs = torch.zeros(b, n, dtype=torch.long, device=x.device)
-        self.cidx = torch.zeros(b, n, dtype=torch.long, device=x.device)
-
-    def evaluate(self, make, owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Margins and misclassification of candidates built by ``make(start, stop)`` for images `owners`."""
-        margin, pred = self.qm.evaluate(make, owners)
-        return margin, pred != self.y[owners]
-
-    def paint(self, owners: torch.Tensor, locs: torch.Tensor, cidx: torch.Tensor) -> torch.Tensor:
-        """Images `owners` with pixels `locs` (M, j) set to corners `cidx` (M, j)."""
-        return paint_pixels(self.x[owners], locs // self.w, locs % self.w, self.corners[cidx])
-
-    def evaluate_sets(
-        self, owners: torch.Tensor, locs: torch.Tensor, cidx: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Margins and misclassification of images `owners` with pixels `locs` (M, N) set to corners `cidx`."""
-        return self.evaluate(lambda i, j: self.paint(owners[i:j], locs[i:j], cidx[i:j]), owners)
-
-    def offer(
-        self,
-        ids: torch.Tensor,
-        margin: torch.Tensor,
-        wrong: torch.Tensor,
-        locs: torch.Tensor,
-        cidx: torch.Tensor,
-        ordered: bool = False,
-    ) -> torch.Tensor:
-        """Candidates (A, M) of images `ids` (locations and corners (A, M, j), j = 1 or N): keep per image the
-        best so far (a misclassified one first, then the lowest margin); return which images were flipped.
-        `ordered`: the candidates are in search order, and the first misclassified one is kept (so the result
-        does not depend on how many candidates a round happened to hold)."""
-        flipped = wrong.any(dim=1)
-        first_wrong = wrong.to(torch.uint8).argmax(1) if ordered else torch.where(wrong, margin, torch.inf).argmin(1)
-        pick = torch.where(flipped, first_wrong, margin.argmin(1))
-        rows = torch.arange(ids.numel(), device=ids.device)
-        m, w = margin[rows, pick], wrong[rows, pick]
-        better = (w & ~self.wrong[ids]) | ((w == self.wrong[ids]) & (m < self.margin[ids]))
-        sel = ids[better]
-        self.margin[sel], self.wrong[sel] = m[better], w[better]
-        self.locs[sel] = locs[rows, pick][better].expand(-1, self.n)
-        self.cidx[sel] = cidx[rows, pick][better].expand(-1, self.n)
-        return flipped
-
-    def stream(self, active: torch.Tensor, cand: torch.Tensor, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Evaluate one-pixel candidates ``cand`` (A, L) (``location * K + corner``) in order, at most `budget`
-        per image, every still-searching image advancing by the same number of candidates per round (about one
-        `batch_size` of model inputs). Returns the margins (A, L') (inf where not evaluated) and which images
-        were not flipped (those spent exactly L' = min(L, budget) queries)."""
-        k = self.corners.shape[0]
-        length = min(cand.shape[1], max(budget, 0))
-        margins = torch.full((cand.shape[0], length), torch.inf, device=cand.device)
-        alive = torch.ones(cand.shape[0], dtype=torch.bool, device=cand.device)
-        start = 0
-        while start < length and alive.any():
-            rows = alive.nonzero()[:, 0]
-            step = min(length - start, max(1, self.batch_size // rows.numel()))
-            block = cand[rows, start : start + step]
-            owners = active[rows].repeat_interleave(step)
-            flat = block.reshape(-1)
-
-            def make(s: int, e: int, owners: torch.Tensor = owners, flat: torch.Tensor = flat) -> torch.Tensor:
-                return paint_corner_candidates(self.x[owners[s:e]], flat[s:e], self.corners, self.w)
-
-            margin, wrong = self.evaluate(make, owners)
-            margin, wrong = margin.view(-1, step), wrong.view(-1, step)
-            margins[rows, start : start + step] = margin
-            flipped = self.offer(
-                active[rows], margin, wrong, (block // k)[..., None], (block % k)[..., None], ordered=True
-            )
-            alive[rows[flipped]] = False
-            start += step
-        return margins, alive
 
 
 class PixelSearch:
@@ -220,7 +120,7 @@ class PixelSearch:
         device = model_device(model, images.device)
         x = images.detach().to(device=device, dtype=torch.float32)
         y = labels.to(device=device, dtype=torch.long)
-        s = _Search(model, x, y, n, self.batch_size or (8192 if device.type == "cuda" else 256), seed)
+        s = SearchState(model, x, y, n, self.batch_size or (8192 if device.type == "cuda" else 256), seed)
 
         with preserve_mode(model):
             everyone = torch.arange(b, device=device)
@@ -256,7 +156,7 @@ class PixelSearch:
 
     # -- 1. ranking the pixels (black-box: block probes and a pixel sweep) -----------------------------------
 
-    def _rank(self, s: _Search, active: torch.Tensor, spent: int) -> tuple[_Ranking, torch.Tensor, int]:
+    def _rank(self, s: SearchState, active: torch.Tensor, spent: int) -> tuple[Ranking, torch.Tensor, int]:
         """Rank the pixels of the `active` images; returns the ranking, the images still searching (the sweep
         may flip some) and the queries each of those has spent."""
         x = s.x[active]
@@ -286,10 +186,10 @@ class PixelSearch:
         # Swept pixels by the margin their farthest corner reached (lowest first), then the rest in sweep order.
         resorted = order[:, :swept].gather(1, margins.argsort(dim=1, stable=True))
         order = torch.cat([resorted, order[:, swept:]], dim=1)
-        return _Ranking(order[alive], corners[alive], swept), active[alive], spent
+        return Ranking(order[alive], corners[alive], swept), active[alive], spent
 
     def _probe_blocks(
-        self, s: _Search, active: torch.Tensor, far: torch.Tensor, block_of: torch.Tensor, blocks: int
+        self, s: SearchState, active: torch.Tensor, far: torch.Tensor, block_of: torch.Tensor, blocks: int
     ) -> torch.Tensor:
         """(A, blocks) sensitivity: minus the margin with each block painted in its pixels' farthest corners.
         A probe changes more than N pixels, so it is never an attack, only a measurement."""
@@ -309,7 +209,7 @@ class PixelSearch:
 
     # -- 2. N = 1: every corner of every pixel, most sensitive pixels first ---------------------------------
 
-    def _corner_search(self, s: _Search, active: torch.Tensor, rank: _Ranking, budget: int) -> None:
+    def _corner_search(self, s: SearchState, active: torch.Tensor, rank: Ranking, budget: int) -> None:
         k = s.corners.shape[0]
         corners = rank.corners.gather(1, rank.pixels[..., None].expand(-1, -1, k))  # (A, HW, K) in rank order
         cand = rank.pixels[..., None] * k + corners
@@ -319,7 +219,7 @@ class PixelSearch:
 
     # -- 3. N > 1: Sparse-RS-style random search from the most sensitive pixels ------------------------------
 
-    def _random_search(self, s: _Search, active: torch.Tensor, rank: _Ranking, budget: int) -> None:
+    def _random_search(self, s: SearchState, active: torch.Tensor, rank: Ranking, budget: int) -> None:
         n, k, hw = s.n, s.corners.shape[0], s.h * s.w
         if budget < 1:
             return
@@ -407,7 +307,7 @@ class PixelSearchGradient(PixelSearch):
         """The options of `PixelSearch` that apply without probes (see there)."""
         self._check_common(max_queries, pool, focus, proposals, batch_size)
 
-    def _rank(self, s: _Search, active: torch.Tensor, spent: int) -> tuple[_Ranking, torch.Tensor, int]:
+    def _rank(self, s: SearchState, active: torch.Tensor, spent: int) -> tuple[Ranking, torch.Tensor, int]:
         """First-order margin change of every (pixel, corner) candidate from one gradient per image."""
         grads = []
         for i in range(0, active.numel(), s.batch_size):
@@ -428,4 +328,4 @@ class PixelSearchGradient(PixelSearch):
         drop = -((s.corners[None, None] - pixels[:, :, None]) * g[:, :, None]).sum(-1)  # (A, HW, K)
         corners = drop.argsort(dim=2, descending=True, stable=True)
         order = drop.amax(2).argsort(dim=1, descending=True, stable=True)
-        return _Ranking(order, corners, 0), active, spent + 1
+        return Ranking(order, corners, 0), active, spent + 1
