@@ -85,7 +85,8 @@ class PixelSearch:
             sweep in raster order).
         sweep: share of the pixels (most sensitive blocks first) whose farthest corner is tried one pixel at a
             time before the corner search (N = 1) or the random search (N > 1); None: all of them for N = 1,
-            a quarter for N > 1 (where the random search makes better use of the queries).
+            a quarter for N > 1 (where the random search makes better use of the queries). For N > 1 the sweep
+            never takes more than half of the queries left after the probes.
         pool: the random search draws new locations mostly from this many most sensitive pixels.
         focus: probability that a new location comes from the pool (else uniform over the image).
         proposals: random-search proposals per image per step (each one query; the best is kept): fewer,
@@ -179,7 +180,10 @@ class PixelSearch:
             order = order.gather(1, by_block)
 
         share = self.sweep if self.sweep is not None else (1.0 if s.n == 1 else 0.25)
-        swept = min(math.ceil(share * h * w), self.max_queries - spent)
+        left = self.max_queries - spent
+        # For N > 1 the sweep only seeds the random search, which must keep queries of its own: a 300-query budget
+        # on a 32x32 image once went entirely to probes and sweep, so every N scored like N = 1.
+        swept = min(math.ceil(share * h * w), left if s.n == 1 else left // 2)
         cand = order[:, :swept] * s.corners.shape[0] + far.gather(1, order[:, :swept])
         margins, alive = s.stream(active, cand, swept)
         spent += swept

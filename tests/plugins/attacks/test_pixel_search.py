@@ -199,3 +199,24 @@ def test_registered_and_validated():
             attack.run(Blind(), x, y, size)
     with pytest.raises(DataError):
         attack.run(Blind(), x + 1, y, 1)
+
+
+class ManyPixelVulnerable(nn.Module):
+    """Flipped only when at least 6 pixels are near white (no sweep of single pixels can do it); black-box."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert not torch.is_grad_enabled(), "a black-box attack asked for gradients"
+        white = 10.0 * torch.relu(x.sum(dim=1) - 2.7).flatten(1).sum(dim=1)  # 3 per white pixel
+        return torch.stack([torch.zeros_like(white), white - 15.0], dim=1)
+
+
+def test_a_small_budget_still_leaves_queries_for_the_n_pixel_search():
+    """300 queries on 32x32 images once went entirely to the probes and the pixel sweep, so N > 1 scored like
+    N = 1 (measured on the CPU reproduction: the same accuracy at 1 to 512 pixels)."""
+    x = 0.5 * torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(3, dtype=torch.long)
+    model = ManyPixelVulnerable()
+    assert PixelSearch(max_queries=300).run(model, x, y, 1).extra["success"] == [False] * 3
+    result = PixelSearch(max_queries=300).run(model, x, y, 16)
+    assert result.extra["success"] == [True] * 3
+    assert (result.queries <= 300).all() and max(_changed(result.adversarial, x)) <= 16
