@@ -59,6 +59,20 @@ def test_cpu_reproduction_runs_end_to_end_at_a_tiny_size(fake_cifar, tmp_path):
     assert results["complete"] and set(results["models"]) == {"f", "g"}
     assert "certified" in results["models"]["g"]  # dk 1 + majority vote: certifiable
     assert {r["attack"] for r in results["rows"]} >= {"random_pixels", "patch_transfer", "sparse_pgd", "patch_pgd"}
+    # bench/patch_votes.py on the same run: each patch's vote alone, next to the majority vote
+    import subprocess
+    import sys
+
+    bench = Path(__file__).parents[2] / "bench" / "patch_votes.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), str(paths.root), "--data-dir", str(fake_cifar), "--images", "20"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "per-patch accuracy by rank:" in done.stdout and "aggregated (majority_vote):" in done.stdout
+    assert done.stdout.split("by rank: ")[1].count(",") == 3  # four patches of 16x16 on 32x32
 
 
 @pytest.mark.slow
