@@ -136,3 +136,25 @@ def test_the_attack_bench_attacks_a_runs_f(fake_cifar, tmp_path):
     assert [row["attack"] for row in result["rows"]] == ["pixel_search"]
     missing = subprocess.run([*command[:-6], "--run", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert missing.returncode != 0 and "--run" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_summary_pools_seeds_and_says_when_their_schedules_differ(tmp_path):
+    """bench/reproduce_summary.py: each seed's clean accuracy with its epochs, mean ± sd, and a warning when the
+    extra seeds trained for fewer epochs (the CPU reproduction's seeds 1 and 2)."""
+    import subprocess
+    import sys
+
+    def results(accuracy: float, epochs: int) -> dict:
+        model = {"clean_accuracy": accuracy, "clean_images": 100, "epochs": epochs}
+        return {"models": {"f": dict(model), "g": dict(model)}, "rows": [], "worst_case": []}
+
+    runs = []
+    for name, accuracy, epochs in (("seed0", 0.8, 15), ("seed1", 0.7, 6), ("seed2", 0.6, 6)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(results(accuracy, epochs)))
+        runs.append(str(tmp_path / name))
+    bench = Path(__file__).parents[2] / "bench" / "reproduce_summary.py"
+    done = subprocess.run([sys.executable, str(bench), *runs], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| f | clean | 3 | 80.0 (15), 70.0 (6), 60.0 (6) | 70.0 ± 10.0 |" in done.stdout
+    assert "the spread mixes schedules" in done.stdout
