@@ -35,10 +35,9 @@ def main_tables(results: dict[str, Any]) -> list[str]:
     lines += ["| model | clean | certified |", "| --- | --- | --- |"]
     for name, entry in results["models"].items():
         n = int(entry.get("clean_images", 0))
-        certified = entry.get("certified") or {}
-        cert = "; ".join(
-            f"{100 * c['area']:g}%: {format_accuracy(c['accuracy'], int(c['images']))}" for c in certified.values()
-        )
+        certified = entry.get("certified") or []
+        cells = certified.values() if isinstance(certified, dict) else certified  # v1 files: a mapping by area
+        cert = "; ".join(f"{100 * c['area']:g}%: {format_accuracy(c['accuracy'], int(c['images']))}" for c in cells)
         lines.append(f"| {name} | {format_accuracy(entry.get('clean_accuracy', float('nan')), n)} | {cert or '-'} |")
     lines += ["", "## Attacked accuracy (%, 95% Wilson interval over the attacked images)", ""]
     lines += ["| attack | budget | model | images | attacked |", "| --- | --- | --- | ---: | --- |"]

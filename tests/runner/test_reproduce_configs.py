@@ -146,7 +146,8 @@ def test_the_summary_pools_seeds_and_says_when_their_schedules_differ(tmp_path):
 
     def results(accuracy: float, epochs: int) -> dict:
         model = {"clean_accuracy": accuracy, "clean_images": 100, "epochs": epochs}
-        return {"models": {"f": dict(model), "g": dict(model)}, "rows": [], "worst_case": []}
+        certified = [{"area": 0.05, "square_side": 8, "images": 100, "accuracy": 0.25}]  # results.json v2: a list
+        return {"models": {"f": dict(model), "g": {**model, "certified": certified}}, "rows": [], "worst_case": []}
 
     runs = []
     for name, accuracy, epochs in (("seed0", 0.8, 15), ("seed1", 0.7, 6), ("seed2", 0.6, 6)):
@@ -158,3 +159,4 @@ def test_the_summary_pools_seeds_and_says_when_their_schedules_differ(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| f | clean | 3 | 80.0 (15), 70.0 (6), 60.0 (6) | 70.0 ± 10.0 |" in done.stdout
     assert "the spread mixes schedules" in done.stdout
+    assert "5%: 25.0" in done.stdout  # g's certified cell
