@@ -80,6 +80,8 @@ def robustness_plot(results: RunResults, unit: str, path: Path) -> Path | None:
         )
     figure, axes = _figure(len(panels))
     scale = 100.0 if unit == "area" else 1.0
+    # One colour per model in every panel: a panel some models skip (patch_rank runs on g only) must not recolour.
+    colours = {model: f"C{i % 10}" for i, model in enumerate(results.models)}
     for ax, (title, lines) in zip(axes, panels, strict=True):
         worst_panel = title.startswith("worst")
         for model, points in lines.items():
@@ -90,6 +92,7 @@ def robustness_plot(results: RunResults, unit: str, path: Path) -> Path | None:
                 marker="o",
                 linestyle="--" if worst_panel else "-",
                 label=model,
+                color=colours.get(model),
             )
             upper = [(s, a) for s, a, adaptive in points if not adaptive]
             if upper:

@@ -153,3 +153,25 @@ def test_training_table_names_each_models_own_loss():
     assert "| **f** | 2 | cross_entropy | 0.300 |" in training
     assert "| **g** | 2 | pal | 1.200 |" in training
     assert "not across rows" in training
+
+
+def test_a_model_keeps_its_colour_in_a_panel_other_models_skip(tmp_path, monkeypatch):
+    """patch_rank runs on g alone: its panel must draw g in g's colour, not in the first colour (f's)."""
+    from results_fixtures import attack
+
+    import voldefense.plots as plots
+
+    results = results_fixture()
+    results = dataclasses.replace(
+        results,
+        rows=(*results.rows, row("g", "patch_rank", 0.04, "area", "0001", 0.25)),
+        attacks={**results.attacks, "patch_rank": attack("patch_rank", "area", True)},
+    )
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)
+    plots.robustness_plot(results, "area", tmp_path / "area.png")
+    colours = {}
+    for ax in figures[0].axes:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert len(colours["g"]) == 1 and colours["g"] != colours["f"]
