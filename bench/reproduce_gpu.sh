@@ -16,6 +16,9 @@
 #   seeds   seeds 1 and 2, f and g only, same schedule (the spread over 3 seeds)
 #   order   g with depth_kernel 3 and its identity / random order ablations (the order cannot matter at dk 1)
 #   full    g with the paper's k x k x N kernels (depth_kernel full), too slow for the main run's 8 minutes
+#   defenses configs/compare_cifar10.yaml: g next to the six baselines (median, derandomized smoothing,
+#           adversarial training, LGS, DW, PatchCleanser) under the same adaptive attacks (issue 17); not a default
+#           stage (its own call: it trains three defenses)
 #   summary bench/reproduce_summary.py: Wilson intervals, mean +- sd over the seeds
 set -uo pipefail
 out=${1:?usage: bench/reproduce_gpu.sh OUT_DIR CIFAR_DIR [STAGE ...]}
@@ -38,8 +41,9 @@ python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is
 run_config() {  # name, then --set overrides; copies results.json (and the report for seed 0) into OUT_DIR
   local name=$1; shift
   local start=$SECONDS
-  say "run $name: voldefense run $cfg $*"
-  voldefense run "$cfg" "${data[@]}" "$@" --out "$runs/$name" --set output.overwrite=true >>"$log" 2>&1
+  local config=${CONFIG:-$cfg}
+  say "run $name: voldefense run $config $*"
+  voldefense run "$config" "${data[@]}" "$@" --out "$runs/$name" --set output.overwrite=true >>"$log" 2>&1
   local rc=$?
   say "run $name: exit $rc, wall $((SECONDS - start)) s"
   [ -f "$runs/$name/results.json" ] && cp "$runs/$name/results.json" "$out/${name}_results.json"
@@ -74,11 +78,13 @@ for stage in "${stages[@]}"; do
     full)
       run_config full --set model.depth_kernel=full --set model.aggregation=mean_logits --set "training.models=[g]" \
         --set "ablations=[]" --set "attacks=$order_attacks" ;;
+    defenses)
+      CONFIG=configs/compare_cifar10.yaml run_config defenses ;;
     summary)
       present=(); for s in seed0 seed1 seed2; do [ -d "$runs/$s" ] && present+=("$runs/$s"); done
       [ ${#present[@]} -gt 0 ] && python bench/reproduce_summary.py "${present[@]}" --out "$out/summary.md" >/dev/null 2>>"$log"
       say "summary of ${present[*]:-nothing}" ;;
-    *) say "unknown stage $stage (checks, main, seeds, order, full, summary)"; exit 2 ;;
+    *) say "unknown stage $stage (checks, main, seeds, order, full, defenses, summary)"; exit 2 ;;
   esac
 done
 say "done"
