@@ -52,6 +52,12 @@ def _check_eot(eot_samples: int) -> int:
     return int(eot_samples)
 
 
+def _mean_log_probability(draws: list[torch.Tensor]) -> torch.Tensor:
+    """Log of the mean class probabilities over several draws' logits: the EOT view of a randomized model."""
+    mean = torch.stack([F.softmax(logits.float(), dim=1) for logits in draws]).mean(0)
+    return mean.clamp_min(1e-30).log()
+
+
 def _check_targeting(targeted: bool, target_class: int | None) -> None:
     if targeted and target_class is None:
         raise ConfigError("a targeted attack needs target_class (a class index)")
@@ -91,14 +97,13 @@ class _AdversarialObjective:
             (grad,) = torch.autograd.grad(self._objective(logits, goal).sum(), x)
             return logits.detach(), grad
         total = torch.zeros_like(x)
-        probabilities = None
+        draws = []
         for _ in range(self.eot_samples):
             logits = model(x)
             (grad,) = torch.autograd.grad(self._objective(logits, goal).sum(), x)
             total += grad
-            p = F.softmax(logits.detach().float(), dim=1)
-            probabilities = p if probabilities is None else probabilities + p
-        return (probabilities / self.eot_samples).clamp_min(1e-30).log(), total / self.eot_samples
+            draws.append(logits.detach())
+        return _mean_log_probability(draws), total / self.eot_samples
 
     @torch.no_grad()
     def _classify(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -106,8 +111,7 @@ class _AdversarialObjective:
         draws."""
         if self.eot_samples == 1:
             return model(x)
-        p = sum(F.softmax(model(x).float(), dim=1) for _ in range(self.eot_samples))
-        return (p / self.eot_samples).clamp_min(1e-30).log()
+        return _mean_log_probability([model(x) for _ in range(self.eot_samples)])
 
     def _check_target_class(self, model: nn.Module, images: torch.Tensor) -> None:
         """A targeted attack's target_class must be one of the model's classes (costs one forward pass)."""

@@ -120,13 +120,14 @@ def evaluate_attack(
     to the model's device. `run_kwargs` are passed to `attack.run` (e.g. ``source_model=f`` for the transfer
     patch).
 
-    `draws` > 1 classifies every clean and attacked image that many times, for a model whose forward pass draws
-    randomness (`is_stochastic`): the attacked copies' rows are repeated per draw, so the attacked accuracy
-    averages the draws, and an image counts as clean-correct (and in `survived`) only if every draw is correct.
+    `draws` > 1 classifies every clean and attacked image that many times when the model's forward pass draws
+    randomness (`is_stochastic`; other models are classified once): the attacked copies' rows are repeated per
+    draw, so the attacked accuracy averages the draws, and an image counts as clean-correct (and in `survived`)
+    only if every draw is correct.
     """
     if int(draws) != draws or int(draws) < 1:
         raise ConfigError(f"draws must be a whole number >= 1, got {draws}")
-    draws = int(draws)
+    draws = int(draws) if is_stochastic(model) else 1  # a deterministic model's draws would all agree
     if images.dim() != 4 or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise TensorError(
             f"evaluate_attack needs images (B, C, H, W) and labels (B,), got {tuple(images.shape)} and "

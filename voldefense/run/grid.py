@@ -162,7 +162,7 @@ def attack_target(
     (a copy of an image counts as correct only if it is correct under every view's attack) and, for several
     views, each view's own attacked and robust accuracy. A view that draws randomness is classified over `draws`
     draws (`evaluation.draws`)."""
-    from voldefense.evaluation import AttackOutcome, evaluate_attack, is_stochastic
+    from voldefense.evaluation import AttackOutcome, evaluate_attack
 
     outcomes = {}
     for view, module in target.views.items():
@@ -175,7 +175,7 @@ def attack_target(
                 size,
                 seed=seed,
                 batch_size=batch_size,
-                draws=draws if is_stochastic(module) else 1,
+                draws=draws,
             )
     if len(outcomes) == 1:
         return next(iter(outcomes.values())), {}
