@@ -14,11 +14,12 @@ from voldefense.run import run
 REPRODUCE = Path(__file__).parents[2] / "configs" / "reproduce"
 
 
-def tiny(config_path: Path, data_dir: Path) -> list[str]:
+def tiny(config_path: Path, data_dir: Path, *given: str) -> list[str]:
     """Overrides shrinking a reproduction config to seconds: 40 fake CIFAR images, 1 epoch, 1/16 width, every attack
-    on 4 images with the least effort its options allow."""
-    raw = load_config(config_path, [f"data.options.path={data_dir}/{{split}}.npz"])
+    on 4 images with the least effort its options allow (after the `given` overrides)."""
+    raw = load_config(config_path, [f"data.options.path={data_dir}/{{split}}.npz", *given])
     sets = [
+        *given,
         f"data.options.path={data_dir}/{{split}}.npz",
         "data.val_size=8",
         "training.epochs=1",
@@ -73,6 +74,50 @@ def test_cpu_reproduction_runs_end_to_end_at_a_tiny_size(fake_cifar, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "per-patch accuracy by rank:" in done.stdout and "aggregated (majority_vote):" in done.stdout
     assert done.stdout.split("by rank: ")[1].count(",") == 3  # four patches of 16x16 on 32x32
+
+
+def test_the_defense_table_runs_around_the_reproductions_f_at_a_tiny_size(fake_cifar, tmp_path):
+    """configs/reproduce/defenses_cifar10_cpu.yaml loads the f a reproduction run trained (model.weights) and puts
+    the training-free baselines around it: every row is attacked, PatchCleanser is certified, nothing is trained."""
+    first = load_config(
+        REPRODUCE / "cifar10_cpu.yaml",
+        [*tiny(REPRODUCE / "cifar10_cpu.yaml", fake_cifar), "training.models=[f]", "attacks=[]"],
+    )
+    trained = run(first, tmp_path / "reproduction", device="cpu")
+    f_weights = trained.root / "checkpoints" / "f.pt"
+    name = "defenses_cifar10_cpu.yaml"
+    config = load_config(REPRODUCE / name, tiny(REPRODUCE / name, fake_cifar, f"model.weights={f_weights}"))
+    assert {d.name for d in config.defenses} == {
+        "median_filter",
+        "local_gradient_smoothing",
+        "digital_watermarking",
+        "patch_cleanser",
+    }
+    shipped = load_config(REPRODUCE / name, [f"model.weights={f_weights}"])
+    reproduction = load_config(REPRODUCE / "cifar10_cpu.yaml")
+    assert (shipped.model.backbone, shipped.model.width, shipped.model.options) == (
+        reproduction.model.backbone,
+        reproduction.model.width,
+        reproduction.model.options,
+    )
+    assert shipped.training.seed == reproduction.training.seed  # the same test order: g's rows sit beside these
+    theirs = {a.label or a.name: a for a in reproduction.attacks}
+    for attack in shipped.attacks:  # the same attacks with the same settings, at budgets the reproduction ran
+        same = theirs[attack.label or attack.name]
+        assert attack.options == same.options and set(attack.sizes) <= set(same.sizes)
+    paths = run(config, tmp_path / "defenses", device="cpu")
+    results = json.loads(paths.results.read_text())
+    assert results["complete"]
+    assert set(results["models"]) == {"f", *(d.label or d.name for d in config.defenses)}
+    assert results["models"]["f"]["details"]["weights"] == str(f_weights)  # loaded, not trained again
+    f_clean = json.loads((trained.root / "results.json").read_text())["models"]["f"]["clean_accuracy"]
+    assert results["models"]["f"]["clean_accuracy"] == pytest.approx(f_clean)
+    assert {r["model"] for r in results["rows"]} == set(results["models"])
+    assert "certified" in results["models"]["patch_cleanser_5pct"]
+    assert (
+        not (paths.root / "metrics.jsonl").is_file()
+        or "patch_cleanser" not in (paths.root / "metrics.jsonl").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -160,3 +205,43 @@ def test_the_summary_pools_seeds_and_says_when_their_schedules_differ(tmp_path):
     assert "| f | clean | 3 | 80.0 (15), 70.0 (6), 60.0 (6) | 70.0 ± 10.0 |" in done.stdout
     assert "the spread mixes schedules" in done.stdout
     assert "5%: 25.0" in done.stdout  # g's certified cell
+    # the one-row-per-model table: clean with its interval and n, certified by area, "-" where a model has none
+    assert "| f | 80.0 [71.1, 86.7] (n=100) | - | - | - |" in done.stdout
+    assert "| g | 80.0 [71.1, 86.7] (n=100) | 25.0 [17.5, 34.3] | - | - |" in done.stdout
+
+
+def test_the_summary_recomputes_worst_cases_on_a_subset_of_images_attacks_and_models(tmp_path):
+    """--images/--attacks/--models: a row of one run beside another run's rows (docs/defenses.md's g row)."""
+    import subprocess
+    import sys
+
+    def row(model: str, attack: str, survived: list[bool]) -> dict:
+        return {"model": model, "attack": attack, "size": 1, "size_unit": "pixels", "survived": survived}
+
+    rows = [
+        row("g", "sparse_pgd", [True, True, False, True]),
+        row("g", "pixel_search", [True, False, True, False]),
+        row("g", "pixel", [False, False, False, False]),  # left out by --attacks
+        row("f", "sparse_pgd", [False, False, False, False]),
+    ]
+    results = {
+        "models": {"f": {"clean_accuracy": 0.9, "clean_images": 4}, "g": {"clean_accuracy": 0.75, "clean_images": 4}},
+        "rows": rows,
+        "worst_case": [],
+    }
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(results))
+    bench = Path(__file__).parents[2] / "bench" / "reproduce_summary.py"
+    command = [sys.executable, str(bench), str(tmp_path / "run")]
+    done = subprocess.run(
+        [*command, "--images", "3", "--attacks", "sparse_pgd,pixel_search", "--models", "g"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.split("## Clean and certified")[0]
+    assert "| g | 75.0 [30.1, 95.4] (n=4) | 33.3 [6.1, 79.2] (n=3) |" in table  # image 0 survives both of 3
+    assert "| f |" not in table
+    wrong = subprocess.run([*command, "--attacks", "nope"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode != 0 and "--attacks: 'nope'" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -126,7 +126,7 @@ def test_g_init_from_a_weights_file_makes_g_start_as_f_on_each_patch(tmp_path, d
         ({"options": {"depth": 3}}, r"model.options.depth: voldefense.testing:tiny_cnn does not accept"),
         ({"width": 0.5}, "model.width: applies to the registered backbones"),
         ({"options": {"num_classes": 3}}, "model.options.num_classes: set from the dataset"),
-        ({"weights": "missing.pt"}, "model.weights: invalid value 'missing.pt'"),
+        ({"weights": "missing.pt"}, "model.weights: no file at 'missing.pt'"),
     ],
 )
 def test_config_mistakes_are_one_line_at_load(tmp_path, model, message):

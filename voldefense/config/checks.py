@@ -256,8 +256,10 @@ def _check_g_init(config: Config) -> None:
     training, weights = config.training, config.model.weights
     if weights is not None:
         if not Path(weights).is_file():
-            raise invalid_value(
-                "model.weights", weights, "the path of an existing weights file (torch.save(state_dict))"
+            raise ConfigError(
+                f"model.weights: no file at {weights!r} (a relative path starts at the folder you run from); "
+                "save f's weights there first (torch.save(state_dict), or a run's checkpoints/f.pt) or give its "
+                "path with --set model.weights=PATH"
             )
         if "f" not in training.models:
             raise ConfigError(
