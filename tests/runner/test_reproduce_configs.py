@@ -78,7 +78,8 @@ def test_cpu_reproduction_runs_end_to_end_at_a_tiny_size(fake_cifar, tmp_path):
 
 def test_the_defense_table_runs_around_the_reproductions_f_at_a_tiny_size(fake_cifar, tmp_path):
     """configs/reproduce/defenses_cifar10_cpu.yaml loads the f a reproduction run trained (model.weights) and puts
-    the training-free baselines around it: every row is attacked, PatchCleanser is certified, nothing is trained."""
+    the training-free baselines around it; only the masked PatchCleanser row trains (a fresh f on double-masked
+    images, with the reproduction's budget). Every row is attacked and both PatchCleanser rows are certified."""
     first = load_config(
         REPRODUCE / "cifar10_cpu.yaml",
         [*tiny(REPRODUCE / "cifar10_cpu.yaml", fake_cifar), "training.models=[f]", "attacks=[]"],
@@ -101,6 +102,9 @@ def test_the_defense_table_runs_around_the_reproductions_f_at_a_tiny_size(fake_c
         reproduction.model.options,
     )
     assert shipped.training.seed == reproduction.training.seed  # the same test order: g's rows sit beside these
+    budget = ("epochs", "batch_size", "augment")  # the masked row trains with f's budget in the reproduction
+    assert [getattr(shipped.training, k) for k in budget] == [getattr(reproduction.training, k) for k in budget]
+    assert (shipped.optimizer, shipped.schedule) == (reproduction.optimizer, reproduction.schedule)
     theirs = {a.label or a.name: a for a in reproduction.attacks}
     for attack in shipped.attacks:  # the same attacks with the same settings, at budgets the reproduction ran
         same = theirs[attack.label or attack.name]
@@ -113,11 +117,11 @@ def test_the_defense_table_runs_around_the_reproductions_f_at_a_tiny_size(fake_c
     f_clean = json.loads((trained.root / "results.json").read_text())["models"]["f"]["clean_accuracy"]
     assert results["models"]["f"]["clean_accuracy"] == pytest.approx(f_clean)
     assert {r["model"] for r in results["rows"]} == set(results["models"])
-    assert "certified" in results["models"]["patch_cleanser_5pct"]
-    assert (
-        not (paths.root / "metrics.jsonl").is_file()
-        or "patch_cleanser" not in (paths.root / "metrics.jsonl").read_text()
-    )
+    for cleanser in ("patch_cleanser_5pct", "patch_cleanser_5pct_masked"):
+        assert results["models"][cleanser]["certified"]
+    infos = {name: model["details"].get("info", {}) for name, model in results["models"].items()}
+    trained_here = {name for name, info in infos.items() if not info.get("reuses_undefended_model", True)}
+    assert trained_here == {"patch_cleanser_5pct_masked"}
 
 
 @pytest.mark.slow
