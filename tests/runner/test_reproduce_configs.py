@@ -4,6 +4,8 @@ size through --set overrides only (the GPU one too, marked slow)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,11 @@ def test_the_defense_table_runs_around_the_reproductions_f_at_a_tiny_size(fake_c
     infos = {name: model["details"].get("info", {}) for name, model in results["models"].items()}
     trained_here = {name for name, info in infos.items() if not info.get("reuses_undefended_model", True)}
     assert trained_here == {"patch_cleanser_5pct_masked"}
+    # bench/certificate_check.py reloads both cleansers from the run folder and re-certifies the attacked images
+    check = Path(__file__).parents[2] / "bench" / "certificate_check.py"
+    done = subprocess.run([sys.executable, str(check), str(paths.root)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| patch_cleanser_5pct_masked | patch_pgd | 1% area | 3 | 4 |" in done.stdout  # tiny: 1% only
 
 
 @pytest.mark.slow

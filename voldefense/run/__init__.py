@@ -8,10 +8,18 @@ baseline defenses), their attack results and a report out.
 - `fit`: one fit-or-load for every network
 - `grid`: the attack grid (one `voldefense.results.Row` per model, attack and size)
 - `rigor`: worst case, gradient masking, budget convergence
-- `pipeline`: `run` and `evaluate_run`, short compositions of the above
+- `pipeline`: `run`, `evaluate_run` and `load_finished_run`, short compositions of the above
 """
 
 from voldefense.run.paths import RunPaths, default_output_dir, prepare_output
-from voldefense.run.pipeline import evaluate_run, run
+from voldefense.run.pipeline import FinishedRun, evaluate_run, load_finished_run, run
 
-__all__ = ["RunPaths", "default_output_dir", "evaluate_run", "prepare_output", "run"]
+__all__ = [
+    "FinishedRun",
+    "RunPaths",
+    "default_output_dir",
+    "evaluate_run",
+    "load_finished_run",
+    "prepare_output",
+    "run",
+]

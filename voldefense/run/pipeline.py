@@ -1,4 +1,4 @@
-"""`run` and `evaluate_run`: short compositions of the run's steps.
+"""`run`, `evaluate_run` and `load_finished_run`: short compositions of the run's steps.
 
     resolved   = resolve(config, registry)                  # the only registry lookups of a run
     paths      = prepare_output(out_dir, config, ...)
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +88,22 @@ def run(
         shutdown_distributed(context)
 
 
-def evaluate_run(
-    run_dir: str | Path, *, attacks: Sequence[str] = (), device: DeviceChoice = "auto", registry: Any = None
-) -> RunPaths:
-    """Re-run the evaluation of a finished run on its saved checkpoints (``voldefense evaluate``).
+@dataclass
+class FinishedRun:
+    """A finished run read back from its folder: its config, resolved plugins, data and every contender loaded
+    from its checkpoints (nothing trained)."""
 
-    With `attacks`, only the attacks of those labels are re-run; the other rows of results.json are kept.
-    """
+    paths: RunPaths
+    config: Config
+    resolved: Resolved
+    data: RunData
+    contenders: dict[str, Contender]
+    device: torch.device
+
+
+def read_run_config(run_dir: str | Path, registry: Any = None) -> tuple[RunPaths, Config, Resolved]:
+    """The run folder's paths, its validated config.yaml and its resolved plugins (ConfigError, one line, when
+    the folder is not a run)."""
     from voldefense.config.checks import check_config
 
     paths = RunPaths(Path(run_dir))
@@ -102,12 +111,16 @@ def evaluate_run(
         raise ConfigError(f"{paths.root} is not a run folder (no config.yaml); give the --out folder of a run")
     config = parse_config(read_yaml(paths.config))
     check_config(config, registry=registry)
-    resolved = resolve(config, registry)
-    for name in attacks:
-        if name not in resolved.attacks:
-            raise ConfigError(
-                f"--attacks: {name!r} is not an attack of this run (attacks: {', '.join(resolved.attacks)})"
-            )
+    return paths, config, resolve(config, registry)
+
+
+def load_finished_run(run_dir: str | Path, *, device: DeviceChoice = "auto", registry: Any = None) -> FinishedRun:
+    """Every contender of a finished run loaded from its checkpoints, nothing trained."""
+    return load_checkpoints(*read_run_config(run_dir, registry), device=device)
+
+
+def load_checkpoints(paths: RunPaths, config: Config, resolved: Resolved, *, device: DeviceChoice) -> FinishedRun:
+    """`load_finished_run` for a config already read (`read_run_config`)."""
     torch_device, amp = resolve_device(device, config)
     data = load_data(config)
     check_against_data(resolved, data.image_shape)
@@ -115,13 +128,32 @@ def evaluate_run(
     fitter = Fitter(resolved, data, paths, torch_device, amp, DistContext(), "load", contenders=contenders)
     for contender in contenders.values():
         contender.fit_or_load(fitter)
+    return FinishedRun(paths, config, resolved, data, contenders, torch_device)
+
+
+def evaluate_run(
+    run_dir: str | Path, *, attacks: Sequence[str] = (), device: DeviceChoice = "auto", registry: Any = None
+) -> RunPaths:
+    """Re-run the evaluation of a finished run on its saved checkpoints (``voldefense evaluate``).
+
+    With `attacks`, only the attacks of those labels are re-run; the other rows of results.json are kept.
+    """
+    paths, config, resolved = read_run_config(run_dir, registry)
+    for name in attacks:  # before any data is loaded: a typo costs nothing
+        if name not in resolved.attacks:
+            raise ConfigError(
+                f"--attacks: {name!r} is not an attack of this run (attacks: {', '.join(resolved.attacks)})"
+            )
+    finished = load_checkpoints(paths, config, resolved, device=device)
     previous, labels = None, list(resolved.attacks)
     if attacks:
         if paths.results.is_file():  # rows of the attacks not re-run are reused as they are
             previous = _without_attacks(read_results(paths.results), attacks)
         else:
             labels = [label for label in labels if label in attacks]
-    results = evaluate(contenders, resolved, data, paths, torch_device, previous=previous, labels=labels)
+    results = evaluate(
+        finished.contenders, resolved, finished.data, paths, finished.device, previous=previous, labels=labels
+    )
     write_outputs(results, config, paths)
     return paths
 
