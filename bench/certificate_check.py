@@ -21,6 +21,7 @@ import torch
 
 from voldefense.attacks.regions import patch_sides
 from voldefense.errors import VoldefenseError
+from voldefense.report import size_label
 from voldefense.results import Row, read_results
 from voldefense.run import load_finished_run
 from voldefense.run.grid import seeded
@@ -55,7 +56,7 @@ def check(run_dir: Path, device: str) -> tuple[list[str], int]:
         if target.certify is None or not covered:
             continue
         images, labels = finished.data.first(max(len(row.survived) for row, _ in covered))
-        with seeded(finished.config.training.seed, finished.device), torch.no_grad():
+        with seeded(finished.resolved.config.training.seed, finished.device), torch.no_grad():
             certified = target.certify(images, labels, sorted({side for _, side in covered}))
         for row, side in covered:
             if side not in certified:  # beyond what this model certifies: nothing claimed, nothing to check
@@ -63,8 +64,8 @@ def check(run_dir: Path, device: str) -> tuple[list[str], int]:
             claimed = certified[side][: len(row.survived)].tolist()
             flipped = [i for i, (c, s) in enumerate(zip(claimed, row.survived, strict=True)) if c and not s]
             broken += len(flipped)
-            budget = f"{row.size:g} px" if row.size_unit == "pixels" else f"{100 * row.size:g}% area"
             shown = f"{len(flipped)} (images {', '.join(map(str, flipped))})" if flipped else "0"
+            budget = size_label(row.size, row.size_unit)
             lines.append(f"| {name} | {row.attack} | {budget} | {side} | {len(claimed)} | {sum(claimed)} | {shown} |")
     if len(lines) == 4:
         lines.append("| (no certified model with a covered attack in this run) | | | | | | |")

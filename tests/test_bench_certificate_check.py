@@ -51,7 +51,7 @@ def fake_run(module, monkeypatch, tmp_path: Path, patch_survived: list[bool]) ->
             "f": SimpleNamespace(target=lambda: uncertified),
             "cleanser": SimpleNamespace(target=lambda: target),
         },
-        config=SimpleNamespace(training=SimpleNamespace(seed=0)),
+        resolved=SimpleNamespace(config=SimpleNamespace(training=SimpleNamespace(seed=0))),
         device=torch.device("cpu"),
     )
     monkeypatch.setattr(module, "load_finished_run", lambda run_dir, device: finished)

@@ -94,14 +94,13 @@ class FinishedRun:
     from its checkpoints (nothing trained)."""
 
     paths: RunPaths
-    config: Config
-    resolved: Resolved
+    resolved: Resolved  # its config is resolved.config
     data: RunData
     contenders: dict[str, Contender]
     device: torch.device
 
 
-def read_run_config(run_dir: str | Path, registry: Any = None) -> tuple[RunPaths, Config, Resolved]:
+def read_run_config(run_dir: str | Path, registry: Any = None) -> tuple[RunPaths, Resolved]:
     """The run folder's paths, its validated config.yaml and its resolved plugins (ConfigError, one line, when
     the folder is not a run)."""
     from voldefense.config.checks import check_config
@@ -111,7 +110,7 @@ def read_run_config(run_dir: str | Path, registry: Any = None) -> tuple[RunPaths
         raise ConfigError(f"{paths.root} is not a run folder (no config.yaml); give the --out folder of a run")
     config = parse_config(read_yaml(paths.config))
     check_config(config, registry=registry)
-    return paths, config, resolve(config, registry)
+    return paths, resolve(config, registry)
 
 
 def load_finished_run(run_dir: str | Path, *, device: DeviceChoice = "auto", registry: Any = None) -> FinishedRun:
@@ -119,8 +118,9 @@ def load_finished_run(run_dir: str | Path, *, device: DeviceChoice = "auto", reg
     return load_checkpoints(*read_run_config(run_dir, registry), device=device)
 
 
-def load_checkpoints(paths: RunPaths, config: Config, resolved: Resolved, *, device: DeviceChoice) -> FinishedRun:
+def load_checkpoints(paths: RunPaths, resolved: Resolved, *, device: DeviceChoice) -> FinishedRun:
     """`load_finished_run` for a config already read (`read_run_config`)."""
+    config = resolved.config
     torch_device, amp = resolve_device(device, config)
     data = load_data(config)
     check_against_data(resolved, data.image_shape)
@@ -128,7 +128,7 @@ def load_checkpoints(paths: RunPaths, config: Config, resolved: Resolved, *, dev
     fitter = Fitter(resolved, data, paths, torch_device, amp, DistContext(), "load", contenders=contenders)
     for contender in contenders.values():
         contender.fit_or_load(fitter)
-    return FinishedRun(paths, config, resolved, data, contenders, torch_device)
+    return FinishedRun(paths, resolved, data, contenders, torch_device)
 
 
 def evaluate_run(
@@ -138,13 +138,13 @@ def evaluate_run(
 
     With `attacks`, only the attacks of those labels are re-run; the other rows of results.json are kept.
     """
-    paths, config, resolved = read_run_config(run_dir, registry)
+    paths, resolved = read_run_config(run_dir, registry)
     for name in attacks:  # before any data is loaded: a typo costs nothing
         if name not in resolved.attacks:
             raise ConfigError(
                 f"--attacks: {name!r} is not an attack of this run (attacks: {', '.join(resolved.attacks)})"
             )
-    finished = load_checkpoints(paths, config, resolved, device=device)
+    finished = load_checkpoints(paths, resolved, device=device)
     previous, labels = None, list(resolved.attacks)
     if attacks:
         if paths.results.is_file():  # rows of the attacks not re-run are reused as they are
@@ -154,7 +154,7 @@ def evaluate_run(
     results = evaluate(
         finished.contenders, resolved, finished.data, paths, finished.device, previous=previous, labels=labels
     )
-    write_outputs(results, config, paths)
+    write_outputs(results, resolved.config, paths)
     return paths
 
 
